@@ -1,0 +1,73 @@
+"""Settings of the standalone dbhealth service, read from DBHEALTH_* environment variables.
+
+The databases to watch come from the TOML file named by DBHEALTH_CONFIG; without one the service
+watches a demo SQLite database in its data directory so that it runs on a bare machine.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from exporter.config_file import demo_databases, load_config_file
+from exporter.environment import env_bool, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DBHEALTH_DATA_DIR", BASE_DIR / "var"))
+
+# A generated key is fine: the service keeps no sessions or signed data between restarts.
+SECRET_KEY = os.environ.get("DBHEALTH_SECRET_KEY") or secrets.token_urlsafe(50)
+DEBUG = env_bool("DBHEALTH_DEBUG", default=False)
+ALLOWED_HOSTS = env_list("DBHEALTH_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django_prometheus",
+    "exporter",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "exporter.middleware.EndpointAuthMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+
+_config_path = os.environ.get("DBHEALTH_CONFIG")
+if _config_path:
+    _loaded = load_config_file(Path(_config_path))
+    DATABASES = _loaded.databases
+    DBHEALTH_DEFAULTS = _loaded.defaults
+else:
+    DATABASES = demo_databases(DATA_DIR)
+    DBHEALTH_DEFAULTS = {}
+
+DBHEALTH_ALIASES = env_list("DBHEALTH_ALIASES", default=None)
+DBHEALTH_STATE_DIR = os.environ.get("DBHEALTH_STATE_DIR") or str(DATA_DIR / "state")
+DBHEALTH_AUTH_TOKEN = os.environ.get("DBHEALTH_AUTH_TOKEN", "")
+DBHEALTH_AUTH_TOKEN_FILE = os.environ.get("DBHEALTH_AUTH_TOKEN_FILE", "")
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DBHEALTH_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,15 @@
+"""The exporter app; it installs no models and needs no migrations."""
+
+from django.apps import AppConfig
+
+
+class ExporterConfig(AppConfig):
+    name = "exporter"
+    verbose_name = "dbhealth exporter"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from exporter import checks  # noqa: F401  (registers the system checks)
+        from exporter.demo import ensure_demo_databases
+
+        ensure_demo_databases()

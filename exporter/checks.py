@@ -1,0 +1,35 @@
+"""`manage.py check` reports every alias that cannot be probed, with the same words as /healthz.
+
+Untagged on purpose: checks tagged `database` run only with --database.
+"""
+
+from django.core import checks
+
+from exporter.targets import load_targets
+
+
+@checks.register()
+def check_targets(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    try:
+        targets = load_targets()
+    except Exception as exc:
+        return [checks.Error(f"dbhealth cannot read its configuration: {exc}", id="dbhealth.E001")]
+    if not targets:
+        messages.append(
+            checks.Warning(
+                "dbhealth has no database aliases to probe",
+                hint="Configure DATABASES, DBHEALTH_CONFIG or DBHEALTH_ALIASES.",
+                id="dbhealth.W001",
+            )
+        )
+    for target in targets:
+        if target.problem is not None:
+            messages.append(
+                checks.Error(
+                    f"database alias {target.alias!r}: {target.problem}",
+                    hint="The alias is reported down with reason 'config' until this is fixed.",
+                    id="dbhealth.E002",
+                )
+            )
+    return messages

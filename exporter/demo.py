@@ -1,0 +1,26 @@
+"""The demo SQLite database that lets the service run on a bare machine.
+
+Only the standalone service's own demo alias is ever created, at start-up and never by a probe:
+a probe that finds a configured SQLite file missing reports the alias down.
+"""
+
+import sqlite3
+from pathlib import Path
+
+from django.conf import settings
+
+
+def ensure_demo_databases() -> None:
+    for entry in settings.DATABASES.values():
+        if (entry.get("DBHEALTH") or {}).get("create_demo"):
+            create_demo_database(Path(entry["NAME"]))
+
+
+def create_demo_database(path: Path) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS visit (id INTEGER PRIMARY KEY, at TEXT)")
+        connection.execute("INSERT INTO visit (at) VALUES (datetime('now'))")
+    connection.close()

@@ -1,0 +1,207 @@
+"""The metric contract: service state turned into Prometheus metric families.
+
+Families are built fresh for every scrape from the shared state, never kept in global metric
+objects, so a removed alias or statement disappears instead of lingering with stale labels.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from exporter.results import REASONS, AliasState, ServiceState
+from exporter.targets import Target
+
+MAX_LABEL_LENGTH = 1024
+
+
+def label_text(value: str, limit: int = MAX_LABEL_LENGTH) -> str:
+    """Printable, valid UTF-8 and bounded: database texts can hold anything."""
+    cleaned = "".join(
+        " " if not ch.isprintable() else ch
+        for ch in value.encode("utf-8", "replace").decode("utf-8", "replace")
+    )
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+class StateCollector:
+    """A collector over a state snapshot; prometheus_client only needs `collect()`."""
+
+    def __init__(self, targets: Iterable[Target], state: ServiceState, now: float | None = None):
+        self.targets = tuple(targets)
+        self.state = state
+        self.now = time.time() if now is None else now
+
+    def collect(self) -> Iterator[Metric]:
+        families = Families()
+        for target in self.targets:
+            alias_state = self.state.aliases.get(target.alias)
+            if alias_state is not None and alias_state.probed_at > 0:
+                families.add_alias(target, alias_state, self.now)
+        rounds = CounterMetricFamily(
+            "dbhealth_probe_rounds", "Probe rounds run by the whole service."
+        )
+        rounds.add_metric([], self.state.rounds)
+        yield rounds
+        yield from families.all()
+
+
+class Families:
+    def __init__(self) -> None:
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        self.up = gauge(
+            "dbhealth_up", "1 if the last probe connected and answered.", labels=["alias", "vendor"]
+        )
+        self.probe_duration = gauge(
+            "dbhealth_probe_duration_seconds", "Wall time of the last probe.", labels=["alias"]
+        )
+        self.connect_duration = gauge(
+            "dbhealth_connect_duration_seconds",
+            "Time to open the last new connection.",
+            labels=["alias"],
+        )
+        self.ping_duration = gauge(
+            "dbhealth_ping_duration_seconds",
+            "Round trip of the trivial query in the last probe.",
+            labels=["alias"],
+        )
+        self.failures = counter(
+            "dbhealth_probe_failures", "Failed probes by reason.", labels=["alias", "reason"]
+        )
+        self.down_reason = gauge(
+            "dbhealth_down_reason",
+            "1 for the reason the alias is down now; absent while it is up.",
+            labels=["alias", "reason"],
+        )
+        self.last_failure = gauge(
+            "dbhealth_last_failure_timestamp_seconds",
+            "When a probe last failed, by reason.",
+            labels=["alias", "reason"],
+        )
+        self.last_success = gauge(
+            "dbhealth_last_success_timestamp_seconds",
+            "When the alias last answered a probe.",
+            labels=["alias"],
+        )
+        self.info = gauge(
+            "dbhealth_info",
+            "Identity of the alias's server; never carries credentials.",
+            labels=["alias", "vendor", "version", "host", "port", "database"],
+        )
+        self.critical = gauge(
+            "dbhealth_critical", "1 if the alias being down fails /healthz.", labels=["alias"]
+        )
+        self.deadline = gauge(
+            "dbhealth_deadline_seconds", "Configured probe deadline.", labels=["alias"]
+        )
+        self.size = gauge(
+            "dbhealth_database_size_bytes", "Size of the alias's database.", labels=["alias"]
+        )
+        self.connections = gauge(
+            "dbhealth_connections",
+            "Client connections to the server by state.",
+            labels=["alias", "state"],
+        )
+        self.connections_max = gauge(
+            "dbhealth_connections_max", "The server's connection limit.", labels=["alias"]
+        )
+        self.replica = gauge("dbhealth_replica", "1 replica, 0 primary.", labels=["alias"])
+        self.lag = gauge(
+            "dbhealth_replication_lag_seconds",
+            "How far a replica's replay is behind; replicas only.",
+            labels=["alias"],
+        )
+        self.statements_available = gauge(
+            "dbhealth_statements_available",
+            "1 if statement statistics could be read (extension and privilege present).",
+            labels=["alias"],
+        )
+        statement = ["alias", "queryid"]
+        self.statement_calls = counter(
+            "dbhealth_statement_calls", "Calls of a top statement.", labels=statement
+        )
+        self.statement_seconds = counter(
+            "dbhealth_statement_seconds",
+            "Total execution time of a top statement.",
+            labels=statement,
+        )
+        self.statement_mean = gauge(
+            "dbhealth_statement_mean_seconds",
+            "Mean execution time of a top statement.",
+            labels=statement,
+        )
+        self.statement_rows = counter(
+            "dbhealth_statement_rows", "Rows read or written by a top statement.", labels=statement
+        )
+        self.statement_info = gauge(
+            "dbhealth_statement_info",
+            "Normalized, cut text of a top statement.",
+            labels=["alias", "queryid", "query"],
+        )
+        self.part_age = gauge(
+            "dbhealth_part_age_seconds",
+            "Age of the cached expensive parts (size, statements).",
+            labels=["alias", "part"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [value for value in vars(self).values() if isinstance(value, Metric)]
+
+    def add_alias(self, target: Target, state: AliasState, now: float) -> None:
+        alias = target.alias
+        self.up.add_metric([alias, target.vendor], 1 if state.up else 0)
+        self.critical.add_metric([alias], 1 if target.critical else 0)
+        self.deadline.add_metric([alias], target.deadline)
+        if state.probe_seconds is not None:
+            self.probe_duration.add_metric([alias], state.probe_seconds)
+        if state.connect_seconds is not None:
+            self.connect_duration.add_metric([alias], state.connect_seconds)
+        if state.ping_seconds is not None and state.up:
+            self.ping_duration.add_metric([alias], state.ping_seconds)
+        for reason in REASONS:
+            self.failures.add_metric([alias, reason], state.failures.get(reason, 0))
+        for reason, when in sorted(state.last_failure.items()):
+            self.last_failure.add_metric([alias, reason], when)
+        if state.last_success is not None:
+            self.last_success.add_metric([alias], state.last_success)
+        self.info.add_metric(
+            [
+                alias,
+                target.vendor,
+                label_text(state.version or "", 64),
+                label_text(target.host, 256),
+                target.port,
+                label_text(target.database, 256),
+            ],
+            1,
+        )
+        if not state.up:
+            self.down_reason.add_metric([alias, state.reason or "error"], 1)
+            return
+        self.add_observations(alias, state, now)
+
+    def add_observations(self, alias: str, state: AliasState, now: float) -> None:
+        if state.connections is not None:
+            for connection_state, count in sorted(state.connections.items()):
+                self.connections.add_metric([alias, label_text(connection_state, 64)], count)
+        if state.connections_max is not None:
+            self.connections_max.add_metric([alias], state.connections_max)
+        if state.replica is not None:
+            self.replica.add_metric([alias], 1 if state.replica else 0)
+        if state.replica and state.replication_lag_seconds is not None:
+            self.lag.add_metric([alias], state.replication_lag_seconds)
+        if state.size_bytes is not None and state.size_at is not None:
+            self.size.add_metric([alias], state.size_bytes)
+            self.part_age.add_metric([alias, "size"], max(0.0, now - state.size_at))
+        if state.statements_available is not None:
+            self.statements_available.add_metric([alias], 1 if state.statements_available else 0)
+        if state.statements and state.statements_available and state.statements_at is not None:
+            self.part_age.add_metric([alias, "statements"], max(0.0, now - state.statements_at))
+            for statement in state.statements:
+                labels = [alias, label_text(statement.queryid, 64)]
+                self.statement_calls.add_metric(labels, statement.calls)
+                self.statement_seconds.add_metric(labels, statement.total_seconds)
+                self.statement_mean.add_metric(labels, statement.mean_seconds)
+                self.statement_rows.add_metric(labels, statement.rows)
+                self.statement_info.add_metric([*labels, label_text(statement.query)], 1)

@@ -1,0 +1,62 @@
+"""Validation of dbhealth option values, shared by the config file loader and the alias targets."""
+
+import math
+from typing import Any
+
+
+def positive_number(value: Any, key: str) -> float:
+    number = non_negative_number(value, key)
+    if number == 0:
+        raise ValueError(f"{key} must be greater than 0")
+    return number
+
+
+def non_negative_number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{key} must not be negative")
+    return float(value)
+
+
+def whole_number(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "deadline": 5.0,
+    "critical": True,
+    "refresh_interval": 60.0,
+    "min_interval": 1.0,
+    "statement_top_n": 10,
+    "statement_text_length": 200,
+    "scrape_timeout_margin": 0.5,
+}
+ALIAS_OPTION_KEYS = {"deadline", "critical", "statement_top_n", "statement_text_length", "replica"}
+
+VALIDATORS = {
+    "deadline": positive_number,
+    "critical": boolean,
+    "refresh_interval": positive_number,
+    "min_interval": non_negative_number,
+    "statement_top_n": whole_number,
+    "statement_text_length": whole_number,
+    "scrape_timeout_margin": non_negative_number,
+    "replica": boolean,
+}
+
+
+def validated(options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """Raise ValueError naming the first bad key; return the options with numbers as floats."""
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+    return {key: VALIDATORS[key](value, key) for key, value in options.items()}

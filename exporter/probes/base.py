@@ -1,0 +1,80 @@
+"""The interface every vendor probe implements, in the manner of blackbox_exporter's probers.
+
+A vendor probe only knows its SQL and its driver's quirks; opening connections, timing, deadlines
+and bookkeeping are the prober's job (exporter/prober.py). Every method runs in the probe thread
+except `interrupt`, which the runner calls from another thread when a deadline passes.
+"""
+
+import math
+import os
+import socket
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from exporter.results import Observations, Statement
+
+
+class StatementsUnavailable(Exception):
+    """Statement statistics cannot be read here (no extension, no privilege); not a failure."""
+
+
+class VendorProbe(ABC):
+    vendor: ClassVar[str]
+
+    @abstractmethod
+    def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """A copy of the alias's Django settings with driver timeouts and read-only mode added."""
+
+    def prepare_connection(self, wrapper: Any, deadline: float) -> None:  # noqa: B027
+        """Run once on every new connection, before the first probe query; most need nothing."""
+
+    def ping(self, cursor: Any) -> None:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+    @abstractmethod
+    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        """The cheap facts read on every probe: version, connections, role, replication lag."""
+
+    @abstractmethod
+    def read_size(self, wrapper: Any, cursor: Any) -> float:
+        """Bytes used by the alias's database."""
+
+    def read_statements(
+        self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
+    ) -> list[Statement] | None:
+        """Top statements by total time, or None where the vendor has no such statistics."""
+        return None
+
+    @abstractmethod
+    def classify(self, error: BaseException) -> str | None:
+        """The failure reason for a driver error, or None to fall back on the generic rules."""
+
+    def interrupt(self, raw_connection: Any) -> None:
+        """Wake a probe thread blocked on this connection so that it fails fast.
+
+        Shutting the socket down makes a read blocked in the driver return at once, where the
+        driver itself would wait for the server forever (a stopped server still ACKs packets).
+        """
+        shutdown_socket(raw_connection.fileno())
+
+
+def shutdown_socket(fd: int) -> None:
+    if fd < 0:
+        return
+    duplicate = os.dup(fd)
+    try:
+        with socket.socket(fileno=duplicate) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def whole_seconds(deadline: float, *, minimum: int = 1) -> int:
+    """Drivers take whole seconds; round up so that the driver never gives up before we do."""
+    return max(minimum, math.ceil(deadline))
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver exception behind Django's wrapper, for vendor-specific codes."""
+    return error.__cause__ if error.__cause__ is not None else error

@@ -1,0 +1,154 @@
+"""MySQL and MariaDB: processlist, information_schema sizes, replica status, statement digests."""
+
+import copy
+from typing import Any, ClassVar
+
+from exporter.probes.base import StatementsUnavailable, VendorProbe, driver_error, whole_seconds
+from exporter.results import Observations, Statement
+
+COMMAND_STATES = {"Sleep": "idle", "Query": "active", "Execute": "active"}
+BACKGROUND_USERS = ("system user", "event_scheduler")
+
+CONNECTIONS_QUERY = """
+SELECT COMMAND, COUNT(*) FROM information_schema.PROCESSLIST
+WHERE USER NOT IN ('system user', 'event_scheduler') AND COMMAND <> 'Daemon'
+GROUP BY COMMAND
+"""
+
+SIZE_QUERY = """
+SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = DATABASE()
+"""
+
+# Timers are picoseconds. Digests are summed so that one digest is one series whatever the key.
+STATEMENTS_QUERY = """
+SELECT DIGEST, LEFT(MIN(DIGEST_TEXT), %s), SUM(COUNT_STAR), SUM(SUM_TIMER_WAIT) / 1e12,
+       SUM(SUM_ROWS_SENT + SUM_ROWS_AFFECTED)
+FROM performance_schema.events_statements_summary_by_digest
+WHERE SCHEMA_NAME = DATABASE() AND DIGEST IS NOT NULL
+GROUP BY DIGEST
+ORDER BY SUM(SUM_TIMER_WAIT) DESC
+LIMIT %s
+"""
+
+ERRNO_REASONS = {
+    1045: "auth",
+    1698: "auth",
+    1044: "permission",
+    1142: "permission",
+    1227: "permission",
+    1370: "permission",
+    1049: "config",
+    2005: "dns",
+    1040: "refused",
+    1203: "refused",
+    1969: "timeout",
+    3024: "timeout",
+}
+
+
+class MySQLProbe(VendorProbe):
+    vendor: ClassVar[str] = "mysql"
+
+    def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
+        result = copy.deepcopy(settings)
+        options = result["OPTIONS"]
+        seconds = whole_seconds(deadline)
+        options["connect_timeout"] = seconds
+        # Backstops only: the runner interrupts a blocked read at the deadline itself.
+        options["read_timeout"] = seconds + 1
+        options["write_timeout"] = seconds + 1
+        result["CONN_MAX_AGE"] = None
+        result["CONN_HEALTH_CHECKS"] = False
+        return result
+
+    def prepare_connection(self, wrapper: Any, deadline: float) -> None:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            if wrapper.mysql_is_mariadb:
+                cursor.execute(f"SET SESSION max_statement_time = {max(0.1, deadline):.3f}")
+            else:
+                cursor.execute(f"SET SESSION max_execution_time = {max(100, int(deadline * 1000))}")
+
+    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        cursor.execute("SELECT VERSION(), @@max_connections")
+        version, max_connections = cursor.fetchone()
+        observations.version = version.split("-log")[0]
+        observations.connections_max = int(max_connections)
+        cursor.execute(CONNECTIONS_QUERY)
+        connections: dict[str, int] = {}
+        for command, count in cursor.fetchall():
+            state = COMMAND_STATES.get(command, "other")
+            connections[state] = connections.get(state, 0) + int(count)
+        observations.connections = connections
+        observations.replica, observations.replication_lag_seconds = self._replication(
+            wrapper, cursor
+        )
+
+    def _replication(self, wrapper: Any, cursor: Any) -> tuple[bool | None, float | None]:
+        statement = "SHOW ALL SLAVES STATUS" if wrapper.mysql_is_mariadb else "SHOW REPLICA STATUS"
+        try:
+            cursor.execute(statement)
+        except Exception as exc:
+            if self.classify(exc) == "permission":
+                return None, None
+            raise
+        columns = [column[0] for column in cursor.description or ()]
+        rows = [dict(zip(columns, row, strict=False)) for row in cursor.fetchall()]
+        if not rows:
+            return False, None
+        lags = [row.get("Seconds_Behind_Master", row.get("Seconds_Behind_Source")) for row in rows]
+        known = [float(lag) for lag in lags if lag is not None]
+        # A stopped SQL thread reports NULL: the lag is unknown, not zero.
+        return True, (max(known) if known and len(known) == len(lags) else None)
+
+    def read_size(self, wrapper: Any, cursor: Any) -> float:
+        cursor.execute(SIZE_QUERY)
+        return float(cursor.fetchone()[0])
+
+    def read_statements(
+        self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
+    ) -> list[Statement]:
+        cursor.execute("SELECT @@performance_schema")
+        if not int(cursor.fetchone()[0]):
+            raise StatementsUnavailable("performance_schema is off")
+        query = STATEMENTS_QUERY
+        if wrapper.mysql_is_mariadb:
+            query = f"SET STATEMENT max_statement_time = {max(0.01, timeout):.3f} FOR {query}"
+        else:
+            query = query.replace(
+                "SELECT", f"SELECT /*+ MAX_EXECUTION_TIME({int(timeout * 1000)}) */", 1
+            )
+        try:
+            cursor.execute(query, [text_length, top_n])
+            rows = cursor.fetchall()
+        except Exception as exc:
+            if self.classify(exc) == "permission":
+                raise StatementsUnavailable("no SELECT privilege on performance_schema") from None
+            raise
+        return [
+            Statement(
+                queryid=str(digest),
+                query=text or "",
+                calls=int(calls),
+                total_seconds=float(total_seconds),
+                mean_seconds=float(total_seconds) / int(calls) if calls else 0.0,
+                rows=int(rows_count or 0),
+            )
+            for digest, text, calls, total_seconds, rows_count in rows
+        ]
+
+    def classify(self, error: BaseException) -> str | None:
+        cause = driver_error(error)
+        args = getattr(cause, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code in ERRNO_REASONS:
+            return ERRNO_REASONS[code]
+        text = str(cause).lower()
+        if code in (2002, 2003):
+            return "timeout" if "(110" in text or "timed out" in text else "refused"
+        if code in (2013, 2006) and "timeout" in text:
+            return "timeout"
+        if "unknown server host" in text or "name or service not known" in text:
+            return "dns"
+        return None

@@ -1,0 +1,108 @@
+"""Plain records of what a probe saw, kept per alias in the service-wide state.
+
+They travel between worker processes as JSON, so they hold only numbers, strings, lists and dicts.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+REASONS = ("timeout", "refused", "dns", "auth", "config", "permission", "error")
+EXPENSIVE_PARTS = ("size", "statements")
+
+
+@dataclass
+class Statement:
+    queryid: str
+    query: str
+    calls: int
+    total_seconds: float
+    mean_seconds: float
+    rows: int
+
+
+@dataclass
+class Observations:
+    """What the vendor queries read on one probe; None means 'not read this time'."""
+
+    version: str | None = None
+    connections: dict[str, int] | None = None
+    connections_max: int | None = None
+    replica: bool | None = None
+    replication_lag_seconds: float | None = None
+    size_bytes: float | None = None
+    statements: list[Statement] | None = None
+    statements_available: bool | None = None
+    statements_problem: str | None = None
+
+
+@dataclass
+class ProbeOutcome:
+    """One probe of one alias, as the runner saw it when its deadline came or it finished."""
+
+    up: bool
+    reason: str | None = None
+    message: str | None = None
+    probe_seconds: float = 0.0
+    connect_seconds: float | None = None
+    ping_seconds: float | None = None
+    observations: Observations = field(default_factory=Observations)
+
+
+@dataclass
+class AliasState:
+    """Everything remembered about an alias across probes, counters included."""
+
+    up: bool = False
+    reason: str | None = None
+    message: str | None = None
+    probed_at: float = 0.0
+    probe_seconds: float | None = None
+    connect_seconds: float | None = None
+    ping_seconds: float | None = None
+    last_success: float | None = None
+    failures: dict[str, int] = field(default_factory=dict)
+    last_failure: dict[str, float] = field(default_factory=dict)
+    version: str | None = None
+    connections: dict[str, int] | None = None
+    connections_max: int | None = None
+    replica: bool | None = None
+    replication_lag_seconds: float | None = None
+    size_bytes: float | None = None
+    size_at: float | None = None
+    statements: list[Statement] | None = None
+    statements_available: bool | None = None
+    statements_problem: str | None = None
+    statements_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AliasState":
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        if values.get("statements") is not None:
+            values["statements"] = [Statement(**item) for item in values["statements"]]
+        return cls(**values)
+
+
+@dataclass
+class ServiceState:
+    rounds: int = 0
+    aliases: dict[str, AliasState] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "aliases": {alias: state.to_json() for alias, state in self.aliases.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ServiceState":
+        return cls(
+            rounds=int(data.get("rounds", 0)),
+            aliases={
+                alias: AliasState.from_json(item)
+                for alias, item in (data.get("aliases") or {}).items()
+            },
+        )

@@ -1,0 +1,214 @@
+"""Probe rounds: every alias at once, each under its own deadline, shared by concurrent scrapes.
+
+A round never takes longer than the longest deadline in force: a probe thread still blocked when
+its alias's deadline passes is interrupted and left to finish on its own, while the alias is
+reported as timed out. It keeps the alias's lock until it really ends, so the next round reports
+the alias as timed out again instead of stacking a second probe on a database that does not answer.
+"""
+
+import copy
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from exporter.prober import AliasProber, Progress
+from exporter.results import EXPENSIVE_PARTS, AliasState, ProbeOutcome, ServiceState
+from exporter.state_store import AliasLock, StateStore
+from exporter.targets import ServiceOptions, Target, load_targets, service_options
+
+MINIMUM_DEADLINE = 0.05
+
+
+@dataclass
+class Launch:
+    target: Target
+    prober: AliasProber
+    progress: Progress
+    deadline_at: float
+
+
+class ProbeRunner:
+    def __init__(self, store: StateStore, options: ServiceOptions) -> None:
+        self.store = store
+        self.options = options
+        self._probers: dict[str, AliasProber] = {}
+
+    def state_for(self, targets: tuple[Target, ...], budget: float | None = None) -> ServiceState:
+        """The freshest state of these aliases, probing them unless a round just did."""
+        arrival = time.time()
+        lock_timeout = budget if budget is not None else max_deadline(targets) + 1.0
+        with self.store.round_lock(lock_timeout) as acquired:
+            state = self.store.load()
+            if not acquired:
+                return state
+            fresh_since = arrival - self.options.min_interval
+            stale = [
+                t
+                for t in targets
+                if state.aliases.get(t.alias, AliasState()).probed_at < fresh_since
+            ]
+            if not stale:
+                return state
+            state = copy.deepcopy(state)
+            self._run_round(stale, state, budget)
+            state.rounds += 1
+            self.store.save(state)
+            return state
+
+    def _run_round(self, targets: list[Target], state: ServiceState, budget: float | None) -> None:
+        now = time.time()
+        launches: list[Launch] = []
+        outcomes: dict[str, ProbeOutcome] = {}
+        for target in targets:
+            alias_state = state.aliases.setdefault(target.alias, AliasState())
+            if target.problem is not None:
+                outcomes[target.alias] = ProbeOutcome(
+                    up=False, reason="config", message=target.problem
+                )
+                continue
+            lock = self.store.try_alias_lock(target.alias)
+            if lock is None:
+                outcomes[target.alias] = ProbeOutcome(
+                    up=False,
+                    reason="timeout",
+                    message="the previous probe of this alias has not finished yet",
+                )
+                continue
+            deadline = max(MINIMUM_DEADLINE, min(target.deadline, budget or target.deadline))
+            launches.append(
+                self._launch(target, lock, due_parts(alias_state, now, self.options), deadline)
+            )
+        for launch in sorted(launches, key=lambda item: item.deadline_at):
+            launch.progress.done.wait(max(0.0, launch.deadline_at - time.monotonic()))
+            if not launch.progress.done.is_set():
+                launch.prober.interrupt()
+            outcomes[launch.target.alias] = outcome_of(launch)
+        finished = time.time()
+        for alias, outcome in outcomes.items():
+            record(state.aliases[alias], outcome, finished)
+
+    def _launch(
+        self, target: Target, lock: AliasLock, parts: frozenset[str], deadline: float
+    ) -> Launch:
+        prober = self._probers.get(target.alias)
+        if prober is None:
+            prober = self._probers[target.alias] = AliasProber(target)
+        progress = Progress()
+        deadline_at = progress.started + deadline
+
+        def run() -> None:
+            try:
+                prober.probe(deadline_at, parts, progress)
+            finally:
+                lock.release()
+
+        threading.Thread(target=run, name=f"dbhealth-probe-{target.alias}", daemon=True).start()
+        return Launch(target=target, prober=prober, progress=progress, deadline_at=deadline_at)
+
+    def close(self) -> None:
+        for prober in self._probers.values():
+            prober.close()
+
+
+def max_deadline(targets: tuple[Target, ...] | list[Target]) -> float:
+    return max((target.deadline for target in targets), default=1.0)
+
+
+def due_parts(state: AliasState, now: float, options: ServiceOptions) -> frozenset[str]:
+    """Expensive parts are read at most once per refresh interval; failures are never cached."""
+    collected_at = {"size": state.size_at, "statements": state.statements_at}
+    return frozenset(
+        part
+        for part in EXPENSIVE_PARTS
+        if collected_at[part] is None or now - collected_at[part] >= options.refresh_interval
+    )
+
+
+def outcome_of(launch: Launch) -> ProbeOutcome:
+    progress = launch.progress
+    finished = progress.done.is_set()
+    elapsed = progress.finished_after if finished else time.monotonic() - progress.started
+    common = {
+        "probe_seconds": elapsed,
+        "connect_seconds": progress.connect_seconds,
+        "ping_seconds": progress.ping_seconds,
+    }
+    if finished and progress.error_reason is None:
+        return ProbeOutcome(up=True, observations=progress.observations, **common)
+    if finished:
+        return ProbeOutcome(
+            up=False, reason=progress.error_reason, message=progress.error_message, **common
+        )
+    if progress.answered:
+        # It answered the ping; only the slower reads ran out of time. Report what was read.
+        return ProbeOutcome(up=True, observations=copy.copy(progress.observations), **common)
+    return ProbeOutcome(
+        up=False,
+        reason="timeout",
+        message=f"no answer within the {launch.deadline_at - progress.started:.2f} s deadline",
+        **common,
+    )
+
+
+def record(state: AliasState, outcome: ProbeOutcome, now: float) -> None:
+    state.probed_at = now
+    state.probe_seconds = outcome.probe_seconds
+    if outcome.connect_seconds is not None:
+        state.connect_seconds = outcome.connect_seconds
+    state.ping_seconds = outcome.ping_seconds
+    if not outcome.up:
+        reason = outcome.reason or "error"
+        state.up = False
+        state.reason = reason
+        state.message = outcome.message
+        state.failures[reason] = state.failures.get(reason, 0) + 1
+        state.last_failure[reason] = now
+        return
+    observed = outcome.observations
+    state.up = True
+    state.reason = None
+    state.message = None
+    state.last_success = now
+    state.version = observed.version or state.version
+    state.connections = observed.connections
+    state.connections_max = observed.connections_max
+    state.replica = observed.replica
+    state.replication_lag_seconds = observed.replication_lag_seconds
+    if observed.size_bytes is not None:
+        state.size_bytes = observed.size_bytes
+        state.size_at = now
+    if observed.statements_available is not None:
+        state.statements_available = observed.statements_available
+        state.statements_problem = observed.statements_problem
+    if observed.statements is not None:
+        state.statements = observed.statements
+        state.statements_at = now
+
+
+_runners: dict[int, ProbeRunner] = {}
+_runners_lock = threading.Lock()
+
+
+def runner() -> ProbeRunner:
+    """The runner of this process; a forked worker builds its own connections and locks."""
+    import os
+
+    pid = os.getpid()
+    with _runners_lock:
+        if pid not in _runners:
+            _runners.clear()
+            store = StateStore(Path(settings.DBHEALTH_STATE_DIR))
+            _runners[pid] = ProbeRunner(store, service_options())
+        return _runners[pid]
+
+
+def current_state(
+    aliases: list[str] | None = None, budget: float | None = None
+) -> tuple[tuple[Target, ...], ServiceState]:
+    targets = load_targets()
+    if aliases is not None:
+        targets = tuple(target for target in targets if target.alias in aliases)
+    return targets, runner().state_for(targets, budget)

@@ -1,0 +1,21 @@
+"""How long a scrape may take: Prometheus says so in X-Prometheus-Scrape-Timeout-Seconds."""
+
+import math
+from collections.abc import Mapping
+
+from exporter.targets import service_options
+
+MINIMUM_BUDGET = 0.1
+
+
+def budget_from_headers(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+    if raw is None:
+        return None
+    try:
+        timeout = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(timeout) or timeout <= 0:
+        return None
+    return max(MINIMUM_BUDGET, timeout - service_options().scrape_timeout_margin)

@@ -1,0 +1,14 @@
+"""Include with `path("", include("exporter.urls"))` or under a prefix of the host project."""
+
+from django.urls import path
+
+from exporter import views
+
+app_name = "exporter"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("metrics", views.metrics, name="metrics"),
+    path("probe", views.probe, name="probe"),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -9,7 +9,11 @@ class ExporterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.signals import setting_changed
+
         from exporter import checks  # noqa: F401  (registers the system checks)
         from exporter.demo import ensure_demo_databases
+        from exporter.runner import forget_configuration
 
+        setting_changed.connect(forget_configuration, dispatch_uid="dbhealth-settings")
         ensure_demo_databases()

@@ -7,6 +7,7 @@ the alias as timed out again instead of stacking a second probe on a database th
 """
 
 import copy
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -194,8 +195,6 @@ _runners_lock = threading.Lock()
 
 def runner() -> ProbeRunner:
     """The runner of this process; a forked worker builds its own connections and locks."""
-    import os
-
     pid = os.getpid()
     with _runners_lock:
         if pid not in _runners:
@@ -203,6 +202,16 @@ def runner() -> ProbeRunner:
             store = StateStore(Path(settings.DBHEALTH_STATE_DIR))
             _runners[pid] = ProbeRunner(store, service_options())
         return _runners[pid]
+
+
+def forget_configuration(**kwargs) -> None:
+    """Settings changed (tests, reloads): re-read targets and options, drop kept connections."""
+    load_targets.cache_clear()
+    service_options.cache_clear()
+    with _runners_lock:
+        for existing in _runners.values():
+            existing.close()
+        _runners.clear()
 
 
 def current_state(

@@ -93,7 +93,7 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
     if unknown and problem is None:
         problem = f"DBHEALTH has unknown key(s) {', '.join(sorted(unknown))}"
     options = {**global_options(), "replica": False, **own_options}
-    normalized = normalized_settings(alias)
+    normalized = normalized_settings(alias, entry)
     vendor = "unknown"
     if problem is None:
         try:
@@ -119,9 +119,10 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
     )
 
 
-def normalized_settings(alias: str) -> dict[str, Any]:
+def normalized_settings(alias: str, entry: dict[str, Any]) -> dict[str, Any]:
     """Django's own defaults applied (TIME_ZONE, CONN_MAX_AGE, ...), as a private copy."""
-    return copy.deepcopy(connections.settings[alias])
+    databases = {"default": {}, alias: copy.deepcopy(entry)}
+    return connections.configure_settings(databases)[alias]
 
 
 def vendor_of(engine: str) -> str:

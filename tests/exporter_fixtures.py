@@ -1,0 +1,107 @@
+"""Fixtures that point the exporter at real servers: a runner harness and Django-level settings."""
+
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.metrics import StateCollector
+from exporter.results import ServiceState
+from exporter.runner import ProbeRunner
+from exporter.state_store import StateStore
+from exporter.targets import ServiceOptions, Target, build_target
+
+
+@dataclass
+class Harness:
+    targets: tuple[Target, ...]
+    runner: ProbeRunner
+    state: ServiceState | None = None
+
+    def round(self, budget: float | None = None) -> ServiceState:
+        self.state = self.runner.state_for(self.targets, budget)
+        return self.state
+
+    def exposition(self) -> str:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StateCollector(self.targets, self.state or ServiceState()))
+        return generate_latest(registry).decode()
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        found = {}
+        for family in text_string_to_metric_families(self.exposition()):
+            for sample in family.samples:
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return found
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.samples().get((name, tuple(sorted(labels.items()))))
+
+    def alias(self, alias: str):
+        return (self.state or ServiceState()).aliases[alias]
+
+
+@pytest.fixture
+def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    harnesses: list[Harness] = []
+
+    def make(
+        databases: dict[str, dict[str, Any]],
+        *,
+        refresh_interval: float = 60.0,
+        min_interval: float = 0.0,
+        **alias_options: Any,
+    ) -> Harness:
+        targets = tuple(
+            build_target(alias, entry, alias_options) for alias, entry in databases.items()
+        )
+        store = StateStore(tmp_path / f"state-{len(harnesses)}")
+        options = ServiceOptions(
+            refresh_interval=refresh_interval,
+            min_interval=min_interval,
+            scrape_timeout_margin=0.5,
+        )
+        harness = Harness(targets=targets, runner=ProbeRunner(store, options))
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.runner.close()
+
+
+@pytest.fixture
+def exporter_settings(tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """Reconfigure the Django app itself (views, CLI) for one test."""
+    overrides: list[override_settings] = []
+
+    def configure(databases: dict[str, dict[str, Any]], **defaults: Any) -> None:
+        override = override_settings(
+            DATABASES={"default": {}, **databases} if "default" not in databases else databases,
+            DBHEALTH_DEFAULTS={"min_interval": 0.0, **defaults},
+            DBHEALTH_STATE_DIR=str(tmp_path / "django-state"),
+            DBHEALTH_ALIASES=list(databases),
+        )
+        override.enable()
+        overrides.append(override)
+
+    yield configure
+    for override in reversed(overrides):
+        override.disable()
+
+
+def promtool_check_metrics(exposition: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -1,0 +1,159 @@
+"""Probe rounds: concurrent, bounded by deadlines, shared by concurrent scrapes, leak-free."""
+
+import threading
+import time
+
+import pytest
+
+
+def pg_connections_from_exporter(server) -> int:
+    rows = server.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbhealth'")
+    return rows[0][0]
+
+
+@pytest.fixture
+def sqlite_entry(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "cache.sqlite3"
+    sqlite3.connect(path).close()
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}
+
+
+def test_a_hung_server_costs_one_deadline_and_leaves_the_others_up(
+    make_postgres, postgres, mariadb, sqlite_entry, make_harness
+):
+    hung = make_postgres()
+    harness = make_harness(
+        {
+            "hung": hung.django_settings("app", "monitor", hung.monitor_password),
+            "main": postgres.django_settings("app", "monitor", postgres.monitor_password),
+            "legacy": mariadb.django_settings("legacy", "monitor", mariadb.monitor_password),
+            "cache": sqlite_entry,
+        },
+        deadline=1.5,
+    )
+    assert all(alias.up for alias in harness.round().aliases.values())
+    hung.pause()
+    try:
+        started = time.monotonic()
+        state = harness.round()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5 + 0.5
+        assert (state.aliases["hung"].up, state.aliases["hung"].reason) == (False, "timeout")
+        assert all(state.aliases[alias].up for alias in ("main", "legacy", "cache"))
+        # The interrupted probe thread ends on its own; the next round probes again, no stacking.
+        started = time.monotonic()
+        state = harness.round()
+        assert time.monotonic() - started < 1.5 + 0.5
+        assert state.aliases["hung"].reason == "timeout"
+        assert harness.value("dbhealth_probe_failures_total", alias="hung", reason="timeout") == 2
+    finally:
+        hung.resume()
+    state = harness.round()
+    assert state.aliases["hung"].up, state.aliases["hung"].message
+
+
+def test_a_stuck_probe_is_never_stacked(make_postgres, make_harness):
+    hung = make_postgres()
+    harness = make_harness(
+        {"hung": hung.django_settings("app", "monitor", hung.monitor_password)}, deadline=1.0
+    )
+    harness.round()
+    hung.pause()
+    try:
+        # Connecting to a stopped server cannot be interrupted: the thread lives until the
+        # driver's own connect timeout. Meanwhile rounds report it without a second probe.
+        harness.runner.close()
+        first = harness.round().aliases["hung"]
+        second = harness.round().aliases["hung"]
+        assert first.reason == "timeout"
+        assert second.reason == "timeout"
+        time.sleep(0.1)
+        probe_threads = [t for t in threading.enumerate() if t.name == "dbhealth-probe-hung"]
+        assert len(probe_threads) == 1
+    finally:
+        hung.resume()
+
+
+def test_a_stopped_server_is_refused_and_comes_back(make_postgres, make_harness):
+    server = make_postgres()
+    harness = make_harness(
+        {"db": server.django_settings("app", "monitor", server.monitor_password)}, deadline=2.0
+    )
+    assert harness.round().aliases["db"].up
+    server.stop()
+    alias = harness.round().aliases["db"]
+    assert (alias.up, alias.reason) == (False, "refused")
+    assert harness.value("dbhealth_up", alias="db", vendor="postgresql") == 0
+    assert harness.value("dbhealth_database_size_bytes", alias="db") is None
+    server.restart()
+    alias = harness.round().aliases["db"]
+    assert alias.up, alias.message
+    assert harness.value("dbhealth_last_success_timestamp_seconds", alias="db") > 0
+
+
+def test_the_scrape_timeout_budget_caps_every_deadline(make_postgres, make_harness):
+    hung = make_postgres()
+    harness = make_harness(
+        {"hung": hung.django_settings("app", "monitor", hung.monitor_password)}, deadline=5.0
+    )
+    harness.round()
+    hung.pause()
+    try:
+        started = time.monotonic()
+        assert harness.round(budget=0.8).aliases["hung"].reason == "timeout"
+        assert time.monotonic() - started < 0.8 + 0.4
+    finally:
+        hung.resume()
+
+
+def test_concurrent_scrapes_share_one_probe_round(postgres, make_harness):
+    harness = make_harness(
+        {"main": postgres.django_settings("app", "monitor", postgres.monitor_password)}
+    )
+    harness.round()
+    rounds_before = harness.state.rounds
+    states = []
+    threads = [
+        threading.Thread(target=lambda: states.append(harness.runner.state_for(harness.targets)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rounds = {state.rounds for state in states}
+    # Eight scrapes arriving together: the first one probes, the rest share its round.
+    assert max(rounds) - rounds_before <= 2
+    assert len(states) == 8
+
+
+def test_min_interval_reuses_a_recent_round(postgres, make_harness):
+    harness = make_harness(
+        {"main": postgres.django_settings("app", "monitor", postgres.monitor_password)},
+        min_interval=30.0,
+    )
+    first = harness.round().rounds
+    assert harness.round().rounds == first
+
+
+def test_connections_stay_flat_over_many_rounds_with_the_server_flapping(
+    make_postgres, make_harness
+):
+    server = make_postgres()
+    harness = make_harness(
+        {"db": server.django_settings("app", "monitor", server.monitor_password)},
+        deadline=2.0,
+        refresh_interval=0.0,
+    )
+    for cycle in range(3):
+        for _ in range(100):
+            harness.round()
+        assert pg_connections_from_exporter(server) == 1
+        if cycle < 2:
+            server.stop()
+            assert harness.round().aliases["db"].reason == "refused"
+            server.restart()
+    assert harness.round().aliases["db"].up
+    assert pg_connections_from_exporter(server) == 1

@@ -27,7 +27,13 @@ MONITOR_GRANTS = (
     "SELECT ON performance_schema.*",
 )
 
-_INNODB_LOG_FILE_SIZE = "--innodb-log-file-size=8M"
+# Small redo log, no fsync: throwaway data, and install-db gets 3x faster on disk.
+_INNODB_FAST = (
+    "--innodb-log-file-size=8M",
+    "--innodb-flush-log-at-trx-commit=0",
+    "--innodb-flush-method=nosync",
+    "--innodb-doublewrite=0",
+)
 
 # install-db also creates password-less root@127.0.0.1 / ::1 / <hostname>:
 # drop them so root is reachable only through the 0700 socket dir.
@@ -55,7 +61,7 @@ class _Template:
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 f"--extra-file={init_sql}",
-                _INNODB_LOG_FILE_SIZE,
+                *_INNODB_FAST,
             ],
             cwd=self.root,
         )
@@ -120,8 +126,7 @@ class MariaDBServer(ServerProcess):
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
             "--innodb-buffer-pool-size=32M",
-            _INNODB_LOG_FILE_SIZE,
-            "--innodb-flush-log-at-trx-commit=0",
+            *_INNODB_FAST,
             "--innodb-use-native-aio=0",
             "--performance-schema=ON",
             "--performance-schema-instrument=statement/%=ON",

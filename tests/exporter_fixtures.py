@@ -88,6 +88,7 @@ def exporter_settings(tmp_path: Path) -> Iterator[Callable[..., None]]:
             DBHEALTH_DEFAULTS={"min_interval": 0.0, **defaults},
             DBHEALTH_STATE_DIR=str(tmp_path / "django-state"),
             DBHEALTH_ALIASES=list(databases),
+            ALLOWED_HOSTS=["testserver"],
         )
         override.enable()
         overrides.append(override)

@@ -1,0 +1,147 @@
+"""HTTP endpoints through Django's test client, probing real servers."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from tests.exporter_fixtures import promtool_check_metrics
+
+CONTRACT = [
+    "dbhealth_up",
+    "dbhealth_probe_duration_seconds",
+    "dbhealth_connect_duration_seconds",
+    "dbhealth_ping_duration_seconds",
+    "dbhealth_probe_failures_total",
+    "dbhealth_last_success_timestamp_seconds",
+    "dbhealth_info",
+    "dbhealth_database_size_bytes",
+    "dbhealth_connections",
+    "dbhealth_connections_max",
+    "dbhealth_replica",
+    "dbhealth_replication_lag_seconds",
+    "dbhealth_statement_calls_total",
+    "dbhealth_statement_seconds_total",
+    "dbhealth_statement_mean_seconds",
+    "dbhealth_statement_rows_total",
+    "dbhealth_statement_info",
+]
+
+
+@pytest.fixture
+def reference_stack(postgres, postgres_replica, mariadb, exporter_settings, tmp_path):
+    import sqlite3
+
+    cache = tmp_path / "cache.sqlite3"
+    sqlite3.connect(cache).close()
+    password = postgres.monitor_password
+    postgres.sql("SELECT pg_sleep(0.05)", dbname="app")
+    exporter_settings(
+        {
+            "default": postgres.django_settings("app", "monitor", password),
+            "users_db": postgres.django_settings("users", "monitor", password),
+            "analytics_db": postgres.django_settings("analytics", "monitor", password)
+            | {"DBHEALTH": {"critical": False}},
+            "read_replica": postgres_replica.django_settings("app", "monitor", password),
+            "legacy_db": mariadb.django_settings("legacy", "monitor", mariadb.monitor_password),
+            "cache_db": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(cache)},
+        }
+    )
+    return Client()
+
+
+def metric_names(text: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+
+
+def test_metrics_has_the_whole_contract_and_passes_promtool(reference_stack):
+    response = reference_stack.get("/metrics")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert set(CONTRACT) <= metric_names(text)
+    for alias in ("default", "users_db", "analytics_db", "read_replica", "legacy_db", "cache_db"):
+        assert f'dbhealth_up{{alias="{alias}"' in text
+        assert f'dbhealth_database_size_bytes{{alias="{alias}"}}' in text
+    assert 'dbhealth_replication_lag_seconds{alias="read_replica"}' in text
+    assert "process_resident_memory_bytes" in text
+    checked = promtool_check_metrics(text)
+    assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked.stderr
+
+
+def test_openmetrics_is_negotiated(reference_stack):
+    response = reference_stack.get(
+        "/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0"
+    )
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    assert response.content.decode().rstrip().endswith("# EOF")
+
+
+def test_probe_returns_one_alias_alone(reference_stack):
+    response = reference_stack.get("/probe", {"alias": "legacy_db"})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'dbhealth_up{alias="legacy_db",vendor="mysql"} 1.0' in text
+    assert 'alias="default"' not in text
+    assert "process_resident_memory_bytes" not in text
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("", 400), ("?alias=", 400), ("?alias=a&alias=b", 400), ("?alias=nope", 404)],
+)
+def test_probe_rejects_bad_alias_parameters_with_a_one_line_reason(reference_stack, query, status):
+    response = reference_stack.get("/probe" + query)
+    assert response.status_code == status
+    body = response.content.decode()
+    assert body.count("\n") == 1 and "Traceback" not in body
+
+
+def test_healthz_is_ok_while_critical_aliases_are_up(reference_stack):
+    response = reference_stack.get("/healthz")
+    body = json.loads(response.content)
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert body["aliases"]["read_replica"]["replica"] is True
+
+
+def test_healthz_fails_when_a_critical_alias_is_down(exporter_settings, postgres):
+    exporter_settings(
+        {
+            "default": postgres.django_settings("app", "monitor", postgres.monitor_password),
+            "gone": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": "x",
+                "HOST": "127.0.0.1",
+                "PORT": "1",
+                "USER": "u",
+                "PASSWORD": "never-shown",
+            },
+        }
+    )
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    body = json.loads(response.content)
+    assert body["aliases"]["gone"]["reason"] == "refused"
+    assert body["aliases"]["default"]["up"] is True
+    assert "never-shown" not in response.content.decode()
+
+
+def test_the_scrape_timeout_header_bounds_the_scrape(exporter_settings, make_postgres):
+    import time
+
+    hung = make_postgres()
+    exporter_settings(
+        {"hung": hung.django_settings("app", "monitor", hung.monitor_password)}, deadline=10
+    )
+    client = Client()
+    assert client.get("/metrics").status_code == 200
+    hung.pause()
+    try:
+        started = time.monotonic()
+        response = client.get("/metrics", HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS="1.5")
+        elapsed = time.monotonic() - started
+    finally:
+        hung.resume()
+    assert response.status_code == 200
+    assert 'dbhealth_down_reason{alias="hung",reason="timeout"} 1.0' in response.content.decode()
+    assert elapsed < 1.5

@@ -1,7 +1,7 @@
 """Optional protection of the exporter's endpoints with a bearer token or basic auth.
 
 Prometheus supports both (`authorization` and `basic_auth` in a scrape config). Off when no token
-is configured; with one, every endpoint but the landing page needs it.
+is configured; with one, every endpoint needs it, the status page too (it shows query texts).
 """
 
 import base64
@@ -14,8 +14,6 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
-
-PUBLIC_PATHS = {"/"}
 
 
 @cache
@@ -51,7 +49,7 @@ class EndpointAuthMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         token = configured_token()
-        if token and request.path not in PUBLIC_PATHS:
+        if token:
             secret = presented_secret(request.headers.get("Authorization", ""))
             if secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
                 response = HttpResponse(

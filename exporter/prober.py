@@ -15,6 +15,7 @@ from django.db.utils import load_backend
 
 from exporter.failures import classify
 from exporter.probes import PROBES, StatementsUnavailable, VendorProbe
+from exporter.project_insight import read_project
 from exporter.redaction import redact, secrets_of
 from exporter.results import Observations
 from exporter.targets import Target
@@ -87,6 +88,8 @@ class AliasProber:
                 self._read_size(wrapper, cursor, progress)
             if "statements" in parts:
                 self._read_statements(wrapper, cursor, deadline_at, progress)
+            if "project" in parts:
+                self._read_project(wrapper, cursor, progress)
 
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:
@@ -115,6 +118,13 @@ class AliasProber:
             progress.observations.size_bytes = self.vendor_probe.read_size(wrapper, cursor)
         except Exception as exc:
             progress.parts_failed["size"] = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            self._raise_if_connection_broken(exc)
+
+    def _read_project(self, wrapper: Any, cursor: Any, progress: Progress) -> None:
+        try:
+            progress.observations.project = read_project(wrapper, cursor, self.target.alias)
+        except Exception as exc:
+            progress.parts_failed["project"] = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             self._raise_if_connection_broken(exc)
 
     def _read_statements(

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 REASONS = ("timeout", "refused", "dns", "auth", "config", "permission", "error")
-EXPENSIVE_PARTS = ("size", "statements")
+EXPENSIVE_PARTS = ("size", "statements", "project")
 
 
 @dataclass
@@ -18,6 +18,27 @@ class Statement:
     total_seconds: float
     mean_seconds: float
     rows: int
+
+
+@dataclass
+class UnmanagedTable:
+    app_label: str
+    model: str
+    table: str
+    present: bool
+
+
+@dataclass
+class ProjectReading:
+    """What an alias holds of the Django project: see exporter/project_insight.py."""
+
+    migrations_pending: int
+    unmanaged_tables: list[UnmanagedTable]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ProjectReading":
+        tables = [UnmanagedTable(**item) for item in data.get("unmanaged_tables") or []]
+        return cls(migrations_pending=int(data["migrations_pending"]), unmanaged_tables=tables)
 
 
 @dataclass
@@ -33,6 +54,7 @@ class Observations:
     statements: list[Statement] | None = None
     statements_available: bool | None = None
     statements_problem: str | None = None
+    project: ProjectReading | None = None
 
 
 @dataclass
@@ -73,6 +95,8 @@ class AliasState:
     statements_available: bool | None = None
     statements_problem: str | None = None
     statements_at: float | None = None
+    project: ProjectReading | None = None
+    project_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +107,8 @@ class AliasState:
         values = {key: value for key, value in data.items() if key in known}
         if values.get("statements") is not None:
             values["statements"] = [Statement(**item) for item in values["statements"]]
+        if values.get("project") is not None:
+            values["project"] = ProjectReading.from_json(values["project"])
         return cls(**values)
 
 

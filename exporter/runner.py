@@ -7,7 +7,9 @@ the alias as timed out again instead of stacking a second probe on a database th
 """
 
 import copy
+import hashlib
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 
 from exporter.prober import AliasProber, Progress
+from exporter.project_insight import project_layout
 from exporter.results import EXPENSIVE_PARTS, AliasState, ProbeOutcome, ServiceState
 from exporter.state_store import AliasLock, StateStore
 from exporter.targets import ServiceOptions, Target, load_targets, service_options
@@ -120,7 +123,11 @@ def max_deadline(targets: tuple[Target, ...] | list[Target]) -> float:
 
 def due_parts(state: AliasState, now: float, options: ServiceOptions) -> frozenset[str]:
     """Expensive parts are read at most once per refresh interval; failures are never cached."""
-    collected_at = {"size": state.size_at, "statements": state.statements_at}
+    collected_at = {
+        "size": state.size_at,
+        "statements": state.statements_at,
+        "project": state.project_at,
+    }
     return frozenset(
         part
         for part in EXPENSIVE_PARTS
@@ -187,6 +194,9 @@ def record(state: AliasState, outcome: ProbeOutcome, now: float) -> None:
     if observed.statements is not None:
         state.statements = observed.statements
         state.statements_at = now
+    if observed.project is not None:
+        state.project = observed.project
+        state.project_at = now
 
 
 _runners: dict[int, ProbeRunner] = {}
@@ -199,15 +209,29 @@ def runner() -> ProbeRunner:
     with _runners_lock:
         if pid not in _runners:
             _runners.clear()
-            store = StateStore(Path(settings.DBHEALTH_STATE_DIR))
+            store = StateStore(state_directory())
             _runners[pid] = ProbeRunner(store, service_options())
         return _runners[pid]
+
+
+def state_directory() -> Path:
+    """DBHEALTH_STATE_DIR, else a private directory per project, so an embedding host needs none.
+
+    Worker processes of one project derive the same name and so share one state.
+    """
+    configured = getattr(settings, "DBHEALTH_STATE_DIR", None)
+    if configured:
+        return Path(configured)
+    project = f"{settings.SETTINGS_MODULE}:{sorted(settings.DATABASES)}:{Path.cwd()}"
+    digest = hashlib.sha256(project.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"dbhealth-{os.geteuid()}-{digest}"
 
 
 def forget_configuration(**kwargs) -> None:
     """Settings changed (tests, reloads): re-read targets and options, drop kept connections."""
     load_targets.cache_clear()
     service_options.cache_clear()
+    project_layout.cache_clear()
     with _runners_lock:
         for existing in _runners.values():
             existing.close()

@@ -7,8 +7,9 @@ from exporter import views
 app_name = "exporter"
 
 urlpatterns = [
-    path("", views.index, name="index"),
+    path("", views.status, name="status"),
     path("metrics", views.metrics, name="metrics"),
     path("probe", views.probe, name="probe"),
     path("healthz", views.healthz, name="healthz"),
+    path("sd", views.service_discovery, name="sd"),
 ]

@@ -2,17 +2,20 @@
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from exporter.metrics import StateCollector
+from exporter.project_metrics import ProjectCollector
 from exporter.report import build_report
 from exporter.runner import current_state
 from exporter.scrape_budget import budget_from_headers
 from exporter.targets import load_targets, target_by_alias
 
 MAX_ALIAS_PARAMETER = 200
+STATUS_REFRESH_SECONDS = 15
 
 
 class Combined:
@@ -34,7 +37,10 @@ def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
 @require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
-    return exposition(request, Combined(StateCollector(targets, state), REGISTRY))
+    return exposition(
+        request,
+        Combined(StateCollector(targets, state), ProjectCollector(targets, state), REGISTRY),
+    )
 
 
 @require_safe
@@ -48,7 +54,13 @@ def probe(request: HttpRequest) -> HttpResponse:
     if target is None:
         return plain_error("unknown alias: not among the configured databases", 404)
     targets, state = current_state([target.alias], budget_from_headers(request.headers))
-    return exposition(request, Combined(StateCollector(targets, state)))
+    return exposition(
+        request,
+        Combined(
+            StateCollector(targets, state),
+            ProjectCollector(targets, state, only_alias=target.alias),
+        ),
+    )
 
 
 @require_safe
@@ -59,13 +71,34 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 @require_safe
-def index(request: HttpRequest) -> HttpResponse:
-    targets = load_targets()
+def status(request: HttpRequest) -> HttpResponse:
+    targets, state = current_state(budget=budget_from_headers(request.headers))
+    report = build_report(targets, state)
     return render(
         request,
-        "exporter/index.html",
-        {"aliases": [target.alias for target in targets]},
+        "exporter/status.html",
+        {"report": report, "refresh_seconds": STATUS_REFRESH_SECONDS},
     )
+
+
+@require_safe
+def service_discovery(request: HttpRequest) -> JsonResponse:
+    """Prometheus HTTP SD: one /probe target per alias, on the address the client used."""
+    address = request.get_host()
+    probe_path = reverse("exporter:probe")
+    groups = [
+        {
+            "targets": [address],
+            "labels": {
+                "alias": target.alias,
+                "vendor": target.vendor,
+                "__metrics_path__": probe_path,
+                "__param_alias": target.alias,
+            },
+        }
+        for target in load_targets()
+    ]
+    return JsonResponse(groups, safe=False)
 
 
 def plain_error(message: str, status: int) -> HttpResponse:

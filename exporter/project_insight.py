@@ -1,0 +1,221 @@
+"""What the Django project itself expects of each alias: migrations, routing, unmanaged tables.
+
+Embedded in a host project, the exporter knows its apps, migrations and routers. It reads them
+once per process (the project's code does not change under a running process) and compares them
+with what each alias holds, using only reads on the probe's own read-only connection: the
+django_migrations table is never created, a missing one means nothing has been applied there.
+
+A migration counts as pending on an alias only when it would change that alias: at least one of
+its operations is allowed there by the routers' allow_migrate (with the operation's model_name
+and hints, as `migrate` asks) and, for model operations, concerns a managed, non-proxy model.
+So a migration of unmanaged models, or one the routers send elsewhere, never shows as pending
+on an alias that `migrate` is never run on.
+"""
+
+import threading
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.db import router
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.operations.models import ModelOperation
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ProjectState
+
+from exporter.results import ProjectReading, UnmanagedTable
+
+MigrationKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class OperationTarget:
+    """What `migrate` asks the routers about one operation, and whether it touches a table."""
+
+    app_label: str
+    hints: tuple[tuple[str, Any], ...]
+    changes_schema: bool
+
+
+@dataclass(frozen=True)
+class MigrationNode:
+    key: MigrationKey
+    replaces: tuple[MigrationKey, ...]
+    operations: tuple[OperationTarget, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    app_label: str
+    model: str
+    read_alias: str
+    write_alias: str
+
+
+@dataclass(frozen=True)
+class UnmanagedModel:
+    app_label: str
+    model: str
+    table: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    """The project's migrations and models, read from code once per process."""
+
+    migrations: tuple[MigrationNode, ...]
+    routes: tuple[Route, ...]
+    unmanaged: tuple[UnmanagedModel, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.migrations and not self.unmanaged
+
+
+_layout_lock = threading.Lock()
+
+
+@cache
+def project_layout() -> ProjectLayout:
+    with _layout_lock:
+        return ProjectLayout(
+            migrations=migration_nodes(MigrationLoader(None, ignore_no_migrations=True)),
+            routes=routes(),
+            unmanaged=unmanaged_models(),
+        )
+
+
+def migration_nodes(loader: MigrationLoader) -> tuple[MigrationNode, ...]:
+    """Every migration in dependency order, each operation judged against the state before it."""
+    graph = loader.graph
+    plan: list[MigrationKey] = []
+    seen: set[MigrationKey] = set()
+    for leaf in sorted(graph.leaf_nodes()):
+        for key in graph.forwards_plan(leaf):
+            if key not in seen:
+                seen.add(key)
+                plan.append(key)
+    state = ProjectState()
+    nodes = []
+    for key in plan:
+        migration = graph.nodes[key]
+        targets = []
+        for operation in migration.operations:
+            targets.append(operation_target(migration.app_label, operation, state))
+            operation.state_forwards(migration.app_label, state)
+        nodes.append(
+            MigrationNode(
+                key=key,
+                replaces=tuple(tuple(item) for item in migration.replaces),
+                operations=tuple(targets),
+            )
+        )
+    return tuple(nodes)
+
+
+def operation_target(app_label: str, operation: Operation, state: ProjectState) -> OperationTarget:
+    model_name = getattr(operation, "model_name", None)
+    if model_name is None and isinstance(operation, ModelOperation):
+        model_name = operation.name
+    hints = dict(getattr(operation, "hints", None) or {})
+    changes_schema = True
+    if model_name is not None:
+        model_name = model_name.lower()
+        hints["model_name"] = model_name
+        before = state.models.get((app_label, model_name))
+        options = before.options if before is not None else getattr(operation, "options", {})
+        changes_schema = options.get("managed", True) and not options.get("proxy", False)
+    return OperationTarget(
+        app_label=app_label, hints=tuple(sorted(hints.items())), changes_schema=changes_schema
+    )
+
+
+def applies_to(node: MigrationNode, alias: str) -> bool:
+    return any(
+        target.changes_schema
+        and router.allow_migrate(alias, target.app_label, **dict(target.hints))
+        for target in node.operations
+    )
+
+
+def pending_migrations(
+    layout: ProjectLayout, alias: str, applied: set[MigrationKey]
+) -> list[MigrationKey]:
+    """Migrations that would change this alias and are not recorded there.
+
+    A squashed migration counts as applied when it, or every migration it replaces, is recorded.
+    """
+    return [
+        node.key
+        for node in layout.migrations
+        if node.key not in applied
+        and not (node.replaces and set(node.replaces) <= applied)
+        and applies_to(node, alias)
+    ]
+
+
+def routes() -> tuple[Route, ...]:
+    """Where each model's reads and writes go: routers only, no database."""
+    return tuple(
+        Route(
+            app_label=model._meta.app_label,
+            model=model.__name__,
+            read_alias=router.db_for_read(model),
+            write_alias=router.db_for_write(model),
+        )
+        for model in sorted(apps.get_models(), key=lambda m: (m._meta.app_label, m.__name__))
+    )
+
+
+def unmanaged_models() -> tuple[UnmanagedModel, ...]:
+    found = []
+    for model in apps.get_models():
+        meta = model._meta
+        if meta.managed or meta.proxy or meta.swapped:
+            continue
+        aliases = {router.db_for_read(model), router.db_for_write(model)}
+        found.append(
+            UnmanagedModel(
+                app_label=meta.app_label,
+                model=model.__name__,
+                table=meta.db_table,
+                aliases=tuple(sorted(aliases)),
+            )
+        )
+    return tuple(sorted(found, key=lambda item: (item.app_label, item.model)))
+
+
+def read_project(wrapper: Any, cursor: Any, alias: str) -> ProjectReading | None:
+    """Two reads on the probe's connection: the table list and, if present, django_migrations."""
+    layout = project_layout()
+    if layout.empty:
+        return None
+    tables = set(wrapper.introspection.table_names(cursor))
+    if wrapper.features.ignores_table_name_case:
+        tables = {name.lower() for name in tables}
+
+    def present(table: str) -> bool:
+        return (table.lower() if wrapper.features.ignores_table_name_case else table) in tables
+
+    migrations_table = MigrationRecorder.Migration._meta.db_table
+    applied: set[MigrationKey] = set()
+    if present(migrations_table):
+        quote = wrapper.ops.quote_name
+        cursor.execute(f"SELECT {quote('app')}, {quote('name')} FROM {quote(migrations_table)}")
+        applied = {(app, name) for app, name in cursor.fetchall()}
+    return ProjectReading(
+        migrations_pending=len(pending_migrations(layout, alias, applied)),
+        unmanaged_tables=[
+            UnmanagedTable(
+                app_label=model.app_label,
+                model=model.model,
+                table=model.table,
+                present=present(model.table),
+            )
+            for model in layout.unmanaged
+            if alias in model.aliases
+        ],
+    )

@@ -62,7 +62,6 @@ class AliasProber:
             self._discard_connection()
         finally:
             progress.finished_after = time.monotonic() - progress.started
-            progress.done.set()
 
     def _probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
         if self.vendor_probe is None:

@@ -2,8 +2,9 @@
 
 A round never takes longer than the longest deadline in force: a probe thread still blocked when
 its alias's deadline passes is interrupted and left to finish on its own, while the alias is
-reported as timed out. It keeps the alias's lock until it really ends, so the next round reports
-the alias as timed out again instead of stacking a second probe on a database that does not answer.
+reported as timed out. It keeps the alias's lock until it really ends: the next round waits for
+that lock within its own deadline instead of stacking a second probe on a database that does not
+answer.
 """
 
 import copy
@@ -20,7 +21,7 @@ from django.conf import settings
 from exporter.prober import AliasProber, Progress
 from exporter.project_insight import project_layout
 from exporter.results import EXPENSIVE_PARTS, AliasState, ProbeOutcome, ServiceState
-from exporter.state_store import AliasLock, StateStore
+from exporter.state_store import StateStore
 from exporter.targets import ServiceOptions, Target, load_targets, service_options
 
 MINIMUM_DEADLINE = 0.05
@@ -73,17 +74,9 @@ class ProbeRunner:
                     up=False, reason="config", message=target.problem
                 )
                 continue
-            lock = self.store.try_alias_lock(target.alias)
-            if lock is None:
-                outcomes[target.alias] = ProbeOutcome(
-                    up=False,
-                    reason="timeout",
-                    message="the previous probe of this alias has not finished yet",
-                )
-                continue
             deadline = max(MINIMUM_DEADLINE, min(target.deadline, budget or target.deadline))
             launches.append(
-                self._launch(target, lock, due_parts(alias_state, now, self.options), deadline)
+                self._launch(target, due_parts(alias_state, now, self.options), deadline)
             )
         for launch in sorted(launches, key=lambda item: item.deadline_at):
             launch.progress.done.wait(max(0.0, launch.deadline_at - time.monotonic()))
@@ -94,9 +87,7 @@ class ProbeRunner:
         for alias, outcome in outcomes.items():
             record(state.aliases[alias], outcome, finished)
 
-    def _launch(
-        self, target: Target, lock: AliasLock, parts: frozenset[str], deadline: float
-    ) -> Launch:
+    def _launch(self, target: Target, parts: frozenset[str], deadline: float) -> Launch:
         prober = self._probers.get(target.alias)
         if prober is None:
             prober = self._probers[target.alias] = AliasProber(target)
@@ -104,10 +95,18 @@ class ProbeRunner:
         deadline_at = progress.started + deadline
 
         def run() -> None:
+            lock = self.store.alias_lock(target.alias, deadline_at)
+            if lock is None:
+                progress.error_reason = "timeout"
+                progress.error_message = "the previous probe of this alias has not finished yet"
+                progress.done.set()
+                return
             try:
                 prober.probe(deadline_at, parts, progress)
             finally:
+                # Released before `done`: a round that sees the probe done may probe again.
                 lock.release()
+                progress.done.set()
 
         threading.Thread(target=run, name=f"dbhealth-probe-{target.alias}", daemon=True).start()
         return Launch(target=target, prober=prober, progress=progress, deadline_at=deadline_at)

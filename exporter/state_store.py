@@ -73,15 +73,19 @@ class StateStore:
         finally:
             self._thread_lock.release()
 
-    def try_alias_lock(self, alias: str) -> AliasLock | None:
+    def alias_lock(self, alias: str, give_up_at: float) -> AliasLock | None:
+        """The alias's lock, waited for until `give_up_at` (monotonic); None if still held."""
         digest = hashlib.sha256(alias.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         fd = os.open(self.directory / f"alias-{digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return AliasLock(fd)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return AliasLock(fd)
+            except BlockingIOError:
+                if time.monotonic() >= give_up_at:
+                    os.close(fd)
+                    return None
+                time.sleep(LOCK_POLL_SECONDS)
 
     def load(self) -> ServiceState:
         try:

@@ -188,9 +188,11 @@ def unmanaged_models() -> tuple[UnmanagedModel, ...]:
     return tuple(sorted(found, key=lambda item: (item.app_label, item.model)))
 
 
-def read_project(wrapper: Any, cursor: Any, alias: str) -> ProjectReading | None:
+def read_project(
+    wrapper: Any, cursor: Any, alias: str, layout: ProjectLayout | None = None
+) -> ProjectReading | None:
     """Two reads on the probe's connection: the table list and, if present, django_migrations."""
-    layout = project_layout()
+    layout = layout or project_layout()
     if layout.empty:
         return None
     tables = set(wrapper.introspection.table_names(cursor))

@@ -1,6 +1,7 @@
 """The exporter served for real: gunicorn in a child process, as users run it."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,7 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.mariadb import MariaDBServer
 from tests.support.ports import free_port
+from tests.support.postgres import PostgresReplica, PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -36,7 +39,7 @@ class Served:
 def gunicorn(
     wsgi: str, env: dict[str, str], log: Path, ready_path: str, workers: int = 2
 ) -> Iterator[Served]:
-    """Serve `wsgi` on a free port for the block; `ready_path` should answer without probing."""
+    """Serve `wsgi` on a free port for the block; ready once `ready_path` (no probe) answers."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     with log.open("ab") as output:
@@ -55,8 +58,8 @@ def gunicorn(
             if process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-4000:]}")
             try:
-                if served.get(ready_path, timeout=1)[0] == 200:
-                    break
+                served.get(ready_path, timeout=1)
+                break
             except OSError:
                 pass
             if time.monotonic() > give_up_at:
@@ -70,3 +73,49 @@ def gunicorn(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def write_reference_config(
+    directory: Path,
+    postgres: PostgresServer,
+    replica: PostgresReplica,
+    mariadb: MariaDBServer,
+    extra: str = "",
+) -> Path:
+    """The six aliases of config/databases.example.toml on the session servers, plus `extra`.
+
+    `extra` is more TOML (e.g. a `[databases.<alias>]` table on a dedicated server); the monitor
+    password of `postgres` is in `pg-password` beside the file.
+    """
+    cache = directory / "cache.sqlite3"
+    sqlite3.connect(cache).close()
+    (directory / "pg-password").write_text(postgres.monitor_password)
+    pg = f"127.0.0.1:{postgres.port}"
+    config = directory / "dbhealth.toml"
+    config.write_text(
+        f"""
+[dbhealth]
+deadline = 2
+
+[databases.default]
+URL = "postgres://monitor@{pg}/app"
+PASSWORD_FILE = "pg-password"
+[databases.users_db]
+URL = "postgres://monitor@{pg}/users"
+PASSWORD_FILE = "pg-password"
+[databases.analytics_db]
+URL = "postgres://monitor@{pg}/analytics"
+PASSWORD_FILE = "pg-password"
+DBHEALTH = {{ critical = false }}
+[databases.read_replica]
+URL = "postgres://monitor@127.0.0.1:{replica.port}/app"
+PASSWORD_FILE = "pg-password"
+DBHEALTH = {{ replica = true }}
+[databases.legacy_db]
+URL = "mysql://monitor:{mariadb.monitor_password}@127.0.0.1:{mariadb.port}/legacy"
+{extra}
+[databases]
+cache_db = "sqlite:///{cache}"
+"""
+    )
+    return config

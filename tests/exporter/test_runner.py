@@ -115,10 +115,13 @@ def test_concurrent_scrapes_share_one_probe_round(postgres, make_harness):
     harness.round()
     rounds_before = harness.state.rounds
     states = []
-    threads = [
-        threading.Thread(target=lambda: states.append(harness.runner.state_for(harness.targets)))
-        for _ in range(8)
-    ]
+    together = threading.Barrier(8)
+
+    def scrape() -> None:
+        together.wait()
+        states.append(harness.runner.state_for(harness.targets))
+
+    threads = [threading.Thread(target=scrape) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,0 +1,37 @@
+"""Fault tests: a Fleet factory over the session servers plus one alias under test."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.fleet import DEADLINE, Fleet, healthy_databases
+from tests.support.mariadb import MariaDBServer
+from tests.support.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def fleet_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fleet")
+
+
+@pytest.fixture
+def make_fleet(
+    postgres: PostgresServer, mariadb: MariaDBServer, fleet_directory: Path, make_harness
+) -> Callable[..., Fleet]:
+    def make(
+        faulted: str,
+        entry: dict[str, Any],
+        extra: dict[str, dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> Fleet:
+        databases = {
+            **healthy_databases(postgres, mariadb, fleet_directory),
+            faulted: entry,
+            **(extra or {}),
+        }
+        harness = make_harness(databases, deadline=options.pop("deadline", DEADLINE), **options)
+        return Fleet(harness=harness, faulted=faulted, postgres=postgres, mariadb=mariadb)
+
+    return make

@@ -1,0 +1,123 @@
+"""Servers that are up but cannot serve the exporter: no connection slot left, or slow reads."""
+
+import contextlib
+import secrets
+
+import MySQLdb
+import psycopg
+
+from tests.faults.fleet import Fleet
+
+
+def test_postgres_max_connections_exhausted_by_other_clients(make_fleet, make_postgres) -> None:
+    # 6 slots, 3 of them reserved for superusers: 3 for everyone else.
+    server = make_postgres(max_connections=6, databases=("app",))
+    password = server.create_role("crowd", grants=())
+    fleet: Fleet = make_fleet(
+        "crowded", server.django_settings("app", "monitor", server.monitor_password)
+    )
+    with contextlib.ExitStack() as crowd:
+        for _ in range(3):
+            crowd.enter_context(
+                psycopg.connect(
+                    host=server.host,
+                    port=server.port,
+                    dbname="app",
+                    user="crowd",
+                    password=password,
+                )
+            )
+        down = fleet.expect_down("refused")
+        assert "reserved" in down.message
+    fleet.expect_up()
+    fleet.finish()
+
+
+def test_postgres_kept_connection_survives_exhaustion(make_fleet, make_postgres) -> None:
+    server = make_postgres(max_connections=6, databases=("app",))
+    password = server.create_role("crowd", grants=())
+    fleet: Fleet = make_fleet(
+        "crowded", server.django_settings("app", "monitor", server.monitor_password)
+    )
+    fleet.scrape()
+    with contextlib.ExitStack() as crowd:
+        for _ in range(2):
+            crowd.enter_context(
+                psycopg.connect(
+                    host=server.host,
+                    port=server.port,
+                    dbname="app",
+                    user="crowd",
+                    password=password,
+                )
+            )
+        # The exporter holds the third slot from before: it keeps reporting, and sees the crowd.
+        fleet.scrape()
+        state = fleet.faulted_state()
+        assert state.up
+        assert sum(state.connections.values()) == 3
+    fleet.finish()
+
+
+def test_mariadb_max_connections_exhausted_by_other_clients(make_fleet, make_mariadb) -> None:
+    # MariaDB raises anything lower to 10.
+    server = make_mariadb(max_connections=10)
+    watch = server.create_user("watch", grants=("PROCESS ON *.*", "SELECT ON legacy.*"))
+    crowd_password = server.create_user("crowd", grants=("SELECT ON legacy.*",))
+    fleet: Fleet = make_fleet("crowded", server.django_settings("legacy", "watch", watch))
+    with contextlib.ExitStack() as crowd:
+        for _ in range(10):
+            connection = MySQLdb.connect(
+                host=server.host, port=server.port, user="crowd", password=crowd_password
+            )
+            crowd.callback(connection.close)
+        down = fleet.expect_down("refused")
+        assert "Too many connections" in down.message
+    fleet.expect_up()
+    fleet.finish()
+
+
+def exporter_backend(server, dbname: str) -> list[tuple[int]]:
+    return server.sql(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'dbhealth' AND datname = %s",
+        params=[dbname],
+    )
+
+
+def test_locked_statements_view_hits_the_server_side_statement_timeout(make_fleet, postgres):
+    fleet: Fleet = make_fleet(
+        "slow",
+        postgres.django_settings("analytics", "monitor", postgres.monitor_password),
+        refresh_interval=0.01,
+    )
+    fleet.scrape()
+    collected = fleet.faulted_state().statements_at
+    assert collected is not None
+    backend = exporter_backend(postgres, "analytics")
+    assert len(backend) == 1
+    marker = f"lock-{secrets.token_hex(4)}"
+    with psycopg.connect(
+        host=str(postgres.tmpdir),
+        port=postgres.port,
+        dbname="analytics",
+        user="postgres",
+        application_name=marker,
+    ) as holder:
+        holder.execute("LOCK TABLE pg_stat_statements IN ACCESS EXCLUSIVE MODE")
+        log_size = postgres.logfile.stat().st_size
+        fleet.scrape()
+        holder.rollback()
+
+    state = fleet.faulted_state()
+    # Up: it answered; only the statements part failed and keeps its earlier value.
+    assert state.up
+    assert state.statements_at == collected
+    assert fleet.harness.value("dbhealth_part_age_seconds", alias="slow", part="statements") > 0
+    # The server cancelled the wait itself: the exporter did not have to cut its connection.
+    log = postgres.logfile.read_bytes()[log_size:].decode(errors="replace")
+    assert "monitor@analytics ERROR:  canceling statement due to statement timeout" in log
+    assert exporter_backend(postgres, "analytics") == backend
+
+    fleet.scrape()
+    assert fleet.faulted_state().statements_at > collected
+    fleet.finish()

@@ -163,6 +163,7 @@ def _overview(aliases: list[DashboardAlias]) -> Json:
         _up_timeline(flt, w=20, h=8, links_by_alias=links_by_alias),
         _down_reason_table(flt),
         _info_table(flt, w=12),
+        _down_alias_impact_table(flt),
         _row("Latency"),
         _timeseries(
             "Ping latency",
@@ -814,6 +815,31 @@ def _table(
         ],
         w=w,
         h=h,
+    )
+
+
+def _down_alias_impact_table(flt: _Filter) -> Json:
+    """Models whose reads or writes go to a down alias, from the routers (embedded mode only)."""
+    routes = "max by (app_label, model, read_alias, write_alias) (dbhealth_route_info)"
+    down = f"(max by (alias) (dbhealth_up{{{flt.up}}}) == 0)"
+    expr = " or ".join(
+        f'{routes} and on ({side}) label_join({down}, "{side}", "", "alias")'
+        for side in ("read_alias", "write_alias")
+    )
+    return _table(
+        "Impact of down aliases",
+        "Models the Django routers send to a down alias, for reads or writes: what is broken"
+        " for users. Empty while every alias is up, and in standalone mode (no models).",
+        [_target(expr, instant=True)],
+        unit="short",
+        columns={
+            "app_label": "App",
+            "model": "Model",
+            "read_alias": "Reads from",
+            "write_alias": "Writes to",
+        },
+        w=24,
+        h=6,
     )
 
 

@@ -81,11 +81,13 @@ def write_reference_config(
     replica: PostgresReplica,
     mariadb: MariaDBServer,
     extra: str = "",
+    defaults: str = "",
 ) -> Path:
     """The six aliases of config/databases.example.toml on the session servers, plus `extra`.
 
-    `extra` is more TOML (e.g. a `[databases.<alias>]` table on a dedicated server); the monitor
-    password of `postgres` is in `pg-password` beside the file.
+    `extra` is more TOML (e.g. a `[databases.<alias>]` table on a dedicated server) and
+    `defaults` more `[dbhealth]` keys; the monitor password of `postgres` is in `pg-password`
+    beside the file.
     """
     cache = directory / "cache.sqlite3"
     sqlite3.connect(cache).close()
@@ -96,6 +98,7 @@ def write_reference_config(
         f"""
 [dbhealth]
 deadline = 2
+{defaults}
 
 [databases.default]
 URL = "postgres://monitor@{pg}/app"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.exporter_fixtures import promtool_check_metrics
+from tests.serving import write_reference_config
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,39 +75,7 @@ def sample(text: str, name: str, labels: str = "") -> float | None:
 
 @pytest.fixture
 def reference_config(postgres, postgres_replica, mariadb, tmp_path) -> Path:
-    import sqlite3
-
-    cache = tmp_path / "cache.sqlite3"
-    sqlite3.connect(cache).close()
-    (tmp_path / "pg-password").write_text(postgres.monitor_password)
-    pg = f"127.0.0.1:{postgres.port}"
-    config = tmp_path / "dbhealth.toml"
-    config.write_text(
-        f"""
-[dbhealth]
-deadline = 2
-
-[databases.default]
-URL = "postgres://monitor@{pg}/app"
-PASSWORD_FILE = "pg-password"
-[databases.users_db]
-URL = "postgres://monitor@{pg}/users"
-PASSWORD_FILE = "pg-password"
-[databases.analytics_db]
-URL = "postgres://monitor@{pg}/analytics"
-PASSWORD_FILE = "pg-password"
-DBHEALTH = {{ critical = false }}
-[databases.read_replica]
-URL = "postgres://monitor@127.0.0.1:{postgres_replica.port}/app"
-PASSWORD_FILE = "pg-password"
-DBHEALTH = {{ replica = true }}
-[databases.legacy_db]
-URL = "mysql://monitor:{mariadb.monitor_password}@127.0.0.1:{mariadb.port}/legacy"
-[databases]
-cache_db = "sqlite:///{cache}"
-"""
-    )
-    return config
+    return write_reference_config(tmp_path, postgres, postgres_replica, mariadb)
 
 
 @pytest.fixture

@@ -82,6 +82,10 @@ class PrometheusServer(ServerProcess):
         """Instant query; returns data ({"resultType": ..., "result": [...]})."""
         return self._api("query", query=expr)
 
+    def label_values(self, label: str, match: str) -> list[str]:
+        """Values of `label` on series matching `match`, as Grafana's label_values() asks."""
+        return self._api(f"label/{label}/values", **{"match[]": match})
+
     def alerts(self) -> list[dict[str, Any]]:
         """Active (pending and firing) alerts."""
         return self._api("alerts")["alerts"]

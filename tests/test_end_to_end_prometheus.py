@@ -40,6 +40,7 @@ EMPTY_WHILE_HEALTHY = {
     "ALERTS{": "alerts must hold for 2 minutes before they fire",
     "dbhealth_probe_failures_total": "no probe has failed (the panel keeps increases > 0)",
     "max by (alias, reason) (dbhealth_down_reason": "no alias is down",
+    "dbhealth_route_info": "no alias is down, and a standalone service has no routed models",
 }
 # Metrics that only some aliases have, and which aliases.
 SERVER_ONLY = ("dbhealth_connections", "dbhealth_statement")

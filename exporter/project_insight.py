@@ -12,7 +12,6 @@ So a migration of unmanaged models, or one the routers send elsewhere, never sho
 on an alias that `migrate` is never run on.
 """
 
-import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -75,17 +74,14 @@ class ProjectLayout:
         return not self.migrations and not self.unmanaged
 
 
-_layout_lock = threading.Lock()
-
-
 @cache
 def project_layout() -> ProjectLayout:
-    with _layout_lock:
-        return ProjectLayout(
-            migrations=migration_nodes(MigrationLoader(None, ignore_no_migrations=True)),
-            routes=routes(),
-            unmanaged=unmanaged_models(),
-        )
+    """Built on first use; cleared with the other cached configuration when settings change."""
+    return ProjectLayout(
+        migrations=migration_nodes(MigrationLoader(None, ignore_no_migrations=True)),
+        routes=routes(),
+        unmanaged=unmanaged_models(),
+    )
 
 
 def migration_nodes(loader: MigrationLoader) -> tuple[MigrationNode, ...]:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from exporter.option_types import ALIAS_OPTION_KEYS, GLOBAL_DEFAULTS, validated
+from exporter.option_types import ALIAS_OPTION_KEYS, GLOBAL_DEFAULTS, key_names, validated
 
 ENGINE_BY_SCHEME = {
     "postgres": "django.db.backends.postgresql",
@@ -43,6 +43,8 @@ DJANGO_KEYS = {
     "DISABLE_SERVER_SIDE_CURSORS",
 }
 FILE_ONLY_KEYS = {"URL", "PASSWORD_FILE", "PASSWORD_ENV", "DBHEALTH"}
+
+MAX_ALIAS_LENGTH = 200
 
 # Where the engine is unusable, Django never gets to import anything for the alias.
 PLACEHOLDER_ENGINE = "django.db.backends.dummy"
@@ -76,7 +78,7 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
     unknown_sections = set(document) - {"dbhealth", "databases"}
     if unknown_sections:
         raise ImproperlyConfigured(
-            f"{source}: unknown top-level key(s) {', '.join(sorted(unknown_sections))}; "
+            f"{source}: unknown top-level key(s) {key_names(unknown_sections)}; "
             "expected [dbhealth] and [databases]"
         )
     defaults = document.get("dbhealth", {})
@@ -92,6 +94,12 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
 
     databases: dict[str, dict[str, Any]] = {}
     for alias, entry in entries.items():
+        if not 0 < len(alias) <= MAX_ALIAS_LENGTH or not alias.isprintable():
+            # The alias is a label value and a URL parameter; it cannot even name its own failure.
+            raise ImproperlyConfigured(
+                f"{source}: alias {alias[:40]!r} must be 1 to {MAX_ALIAS_LENGTH} printable "
+                "characters"
+            )
         try:
             databases[alias] = database_entry(entry, base_dir=base_dir)
         except AliasConfigError as exc:
@@ -113,7 +121,7 @@ def database_entry(entry: Any, *, base_dir: Path) -> dict[str, Any]:
         raise AliasConfigError("must be a table of Django keys or a database URL string")
     unknown = set(entry) - DJANGO_KEYS - FILE_ONLY_KEYS
     if unknown:
-        raise AliasConfigError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        raise AliasConfigError(f"unknown key(s) {key_names(unknown)}")
     result: dict[str, Any] = {}
     if "URL" in entry:
         result.update(parse_database_url(entry["URL"]))

@@ -54,9 +54,15 @@ VALIDATORS = {
 }
 
 
+def key_names(keys: set[str]) -> str:
+    """Keys as written, quoted where they hold what would break a one-line message."""
+    shown = (key if key.isprintable() and key.strip() else repr(key) for key in sorted(keys))
+    return ", ".join(shown)
+
+
 def validated(options: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     """Raise ValueError naming the first bad key; return the options with numbers as floats."""
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown key(s) {key_names(unknown)}")
     return {key: VALIDATORS[key](value, key) for key, value in options.items()}

@@ -16,6 +16,7 @@ from django.db.utils import load_backend
 from exporter.option_types import (
     ALIAS_OPTION_KEYS,
     GLOBAL_DEFAULTS,
+    key_names,
     non_negative_number,
     positive_number,
     validated,
@@ -91,7 +92,7 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
     own_options = {key: value for key, value in own_options.items() if key not in MARKER_KEYS}
     unknown = set(own_options) - ALIAS_OPTION_KEYS
     if unknown and problem is None:
-        problem = f"DBHEALTH has unknown key(s) {', '.join(sorted(unknown))}"
+        problem = f"DBHEALTH has unknown key(s) {key_names(unknown)}"
     options = {**global_options(), "replica": False, **own_options}
     normalized = normalized_settings(alias, entry)
     vendor = "unknown"

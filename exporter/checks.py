@@ -4,7 +4,9 @@ Untagged on purpose: checks tagged `database` run only with --database.
 """
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
+from exporter.middleware import configured_token
 from exporter.targets import load_targets
 
 
@@ -33,3 +35,13 @@ def check_targets(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 )
             )
     return messages
+
+
+@checks.register()
+def check_auth_token(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The endpoint token file is read at start-up; say what will stop the server first."""
+    try:
+        configured_token()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="dbhealth.E003")]
+    return []

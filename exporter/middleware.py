@@ -8,7 +8,6 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -16,17 +15,21 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 
-@cache
 def configured_token() -> str:
+    """Read once, when the middleware is built: a bad token file stops start-up, not requests."""
     token = getattr(settings, "DBHEALTH_AUTH_TOKEN", "") or ""
     token_file = getattr(settings, "DBHEALTH_AUTH_TOKEN_FILE", "") or ""
     if token_file:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise ImproperlyConfigured(
-                f"DBHEALTH_AUTH_TOKEN_FILE {token_file}: cannot read ({exc.strerror})"
+                f"DBHEALTH_AUTH_TOKEN_FILE {token_file}: cannot read ({reason})"
             ) from None
+        if not token:
+            # An empty file must not silently switch protection off.
+            raise ImproperlyConfigured(f"DBHEALTH_AUTH_TOKEN_FILE {token_file}: the file is empty")
     return token
 
 
@@ -46,9 +49,10 @@ def presented_secret(header: str) -> str | None:
 class EndpointAuthMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.token = configured_token()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = configured_token()
+        token = self.token
         if token:
             secret = presented_secret(request.headers.get("Authorization", ""))
             if secret is None or not hmac.compare_digest(secret.encode(), token.encode()):

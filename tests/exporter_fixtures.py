@@ -98,6 +98,18 @@ def exporter_settings(tmp_path: Path) -> Iterator[Callable[..., None]]:
         override.disable()
 
 
+def refused_postgres_entry(password: str) -> dict[str, str]:
+    """A PostgreSQL alias on a port where nothing listens: down with reason `refused`."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "x",
+        "HOST": "127.0.0.1",
+        "PORT": "1",
+        "USER": "u",
+        "PASSWORD": password,
+    }
+
+
 def promtool_check_metrics(exposition: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["promtool", "check", "metrics"],

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from tests.exporter_fixtures import promtool_check_metrics
+from tests.exporter_fixtures import promtool_check_metrics, refused_postgres_entry
 
 CONTRACT = [
     "dbhealth_up",
@@ -108,14 +108,7 @@ def test_healthz_fails_when_a_critical_alias_is_down(exporter_settings, postgres
     exporter_settings(
         {
             "default": postgres.django_settings("app", "monitor", postgres.monitor_password),
-            "gone": {
-                "ENGINE": "django.db.backends.postgresql",
-                "NAME": "x",
-                "HOST": "127.0.0.1",
-                "PORT": "1",
-                "USER": "u",
-                "PASSWORD": "never-shown",
-            },
+            "gone": refused_postgres_entry(password="never-shown"),
         }
     )
     response = Client().get("/healthz")

@@ -6,6 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.exporter_fixtures import refused_postgres_entry
+
 
 def run(*args: str) -> tuple[str, CommandError | None]:
     out = StringIO()
@@ -53,14 +55,7 @@ def test_a_critical_alias_down_exits_two_and_says_why(exporter_settings, postgre
     exporter_settings(
         {
             "default": postgres.django_settings("app", "monitor", postgres.monitor_password),
-            "gone": {
-                "ENGINE": "django.db.backends.postgresql",
-                "NAME": "x",
-                "HOST": "127.0.0.1",
-                "PORT": "1",
-                "USER": "u",
-                "PASSWORD": "planted-secret",
-            },
+            "gone": refused_postgres_entry(password="planted-secret"),
         }
     )
     output, error = run()

@@ -5,8 +5,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY
-from prometheus_client.exposition import choose_encoder
 
+from exporter.exposition import encode
 from exporter.metrics import StateCollector
 from exporter.project_metrics import ProjectCollector
 from exporter.report import build_report
@@ -30,8 +30,8 @@ class Combined:
 
 
 def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return HttpResponse(encoder(registry), content_type=content_type)
+    body, content_type = encode(registry, request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
 
 
 @require_safe

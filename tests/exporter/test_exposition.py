@@ -1,0 +1,104 @@
+"""The fast exposition writes exactly what prometheus_client writes, for every format it offers."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Enum, Histogram, Info, Summary
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from exporter.exposition import encode
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+ACCEPT_HEADERS = [
+    "",
+    PROMETHEUS_ACCEPT,
+    "text/plain;version=0.0.4",
+    "application/openmetrics-text",
+    "application/openmetrics-text;version=0.0.1",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "application/openmetrics-text;version=1.0.0;escaping=values",
+    "text/plain;version=1.0.0;escaping=underscores",
+    "text/plain;version=1.0.0;escaping=dots",
+]
+
+
+class Families:
+    """dbhealth-like families (the fast path) plus kinds that prometheus_client must write."""
+
+    def __init__(self, values: list[str], help_text: str = 'Help with \\ and \n and "quotes".\''):
+        self.values = values
+        self.help_text = help_text
+
+    def collect(self):
+        up = GaugeMetricFamily("dbhealth_up", self.help_text, labels=["alias", "vendor"])
+        failures = CounterMetricFamily("dbhealth_probe_failures", "Failures.", labels=["reason"])
+        info = GaugeMetricFamily("dbhealth_statement_info", "Text.", labels=["query", "alias"])
+        for index, value in enumerate(self.values):
+            up.add_metric([value, "postgresql"], index % 2)
+            failures.add_metric([value], index * 3)
+            info.add_metric([value, f"a{index}"], 1)
+        rounds = CounterMetricFamily("dbhealth_probe_rounds", "Rounds.")
+        rounds.add_metric([], 12345678901)
+        odd = GaugeMetricFamily("odd", "Special values.", labels=["kind"])
+        for kind, value in (("inf", float("inf")), ("nan", float("nan")), ("big", 1.5e300)):
+            odd.add_metric([kind], value)
+        odd.add_metric(["tiny"], -2.5e-9)
+        yield rounds
+        yield up
+        yield GaugeMetricFamily("dbhealth_empty", "No samples at all.", labels=["alias"])
+        yield failures
+        yield info
+        yield odd
+        yield GaugeMetricFamily("colon:name", "A legacy name with a colon.", value=1)
+        yield GaugeMetricFamily("with_unit_bytes", "Has a unit.", value=2, unit="bytes")
+        yield GaugeMetricFamily("ünicode_name", "Not a legacy name.", value=3)
+
+
+class Combined:
+    def __init__(self, *sources) -> None:
+        self.sources = sources
+
+    def collect(self):
+        for source in self.sources:
+            yield from source.collect()
+
+
+@pytest.fixture(scope="module")
+def client_registry() -> CollectorRegistry:
+    """Histograms, summaries, info, enums and counters with _created: the library's own kinds."""
+    registry = CollectorRegistry()
+    histogram = Histogram("requests_seconds", "Latency.", ["view"], registry=registry)
+    histogram.labels("metrics").observe(0.2)
+    Summary("sizes_bytes", "Sizes.", registry=registry).observe(10)
+    Counter("requests", "Requests.", ["method"], registry=registry).labels("GET").inc(3)
+    Info("build", "Build.", registry=registry).info({"version": "1.0"})
+    Enum("phase", "Phase.", states=["a", "b"], registry=registry).state("b")
+    return registry
+
+
+def expected(registry, accept: str) -> tuple[bytes, str]:
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+@pytest.mark.parametrize("accept", ACCEPT_HEADERS)
+def test_every_format_matches_prometheus_client_byte_for_byte(accept, client_registry):
+    values = ["app", 'we"ird', "back\\slash", "new\nline", "ünïcödé ☃", ""]
+    registry = Combined(Families(values), client_registry)
+    assert encode(registry, accept) == expected(registry, accept)
+
+
+@pytest.mark.parametrize("accept", [PROMETHEUS_ACCEPT, "text/plain;version=0.0.4"])
+def test_an_empty_registry_is_written_alike(accept):
+    assert encode(Combined(), accept) == expected(Combined(), accept)
+
+
+@given(values=st.lists(st.text(), max_size=5), help_text=st.text())
+def test_any_label_value_and_help_text_match(values, help_text):
+    registry = Families(values, help_text)
+    for accept in (PROMETHEUS_ACCEPT, "text/plain;version=0.0.4"):
+        assert encode(registry, accept) == expected(registry, accept)

@@ -6,11 +6,10 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config_file import MAX_ALIAS_LENGTH
+from exporter.exposition import encode
 from exporter.metrics import MAX_LABEL_LENGTH, StateCollector, label_text
 from exporter.results import AliasState, ServiceState, Statement
 from exporter.targets import build_target
@@ -64,7 +63,10 @@ def rendered(alias: str, host: str, database: str, texts: list[str]) -> tuple[st
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector([target], state, now=now))
-    return generate_latest(registry).decode("utf-8"), generate_openmetrics(registry).decode("utf-8")
+    # Through the writer /metrics uses, in both formats it negotiates.
+    text, _ = encode(registry, "")
+    openmetrics, _ = encode(registry, "application/openmetrics-text; version=1.0.0")
+    return text.decode("utf-8"), openmetrics.decode("utf-8")
 
 
 def label_values(exposition: str) -> list[str]:

@@ -73,7 +73,9 @@ class AliasProber:
             cursor = wrapper.cursor()
             self._ping(cursor, progress)
         except Exception:
-            if not reused:
+            if not reused or time.monotonic() >= deadline_at:
+                # Past the deadline the runner has interrupted us: a fresh connection would only
+                # keep the alias's lock for the driver's connect timeout.
                 raise
             # The kept connection went bad (server restarted, idle timeout): one fresh try.
             self._discard_connection()

@@ -160,3 +160,19 @@ def test_connections_stay_flat_over_many_rounds_with_the_server_flapping(
             server.restart()
     assert harness.round().aliases["db"].up
     assert pg_connections_from_exporter(server) == 1
+
+
+def test_an_interrupted_probe_ends_instead_of_reconnecting(make_postgres, make_harness):
+    hung = make_postgres()
+    harness = make_harness(
+        {"hung": hung.django_settings("app", "monitor", hung.monitor_password)}, deadline=1.0
+    )
+    assert harness.round().aliases["hung"].up
+    hung.pause()
+    try:
+        assert harness.round().aliases["hung"].reason == "timeout"
+        # A reconnect to the stopped server would sit in the driver's connect timeout (>= 2 s).
+        time.sleep(0.5)
+        assert not [t for t in threading.enumerate() if t.name == "dbhealth-probe-hung"]
+    finally:
+        hung.resume()

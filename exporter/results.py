@@ -3,7 +3,7 @@
 They travel between worker processes as JSON, so they hold only numbers, strings, lists and dicts.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 REASONS = ("timeout", "refused", "dns", "auth", "config", "permission", "error")
@@ -99,7 +99,19 @@ class AliasState:
     project_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """What asdict() gives, without its generic deep copy: saving 200 aliases' state with
+        their top statements spent most of its time there."""
+        data: dict[str, Any] = {}
+        for name in ALIAS_STATE_FIELDS:
+            value = getattr(self, name)
+            if name == "statements" and value is not None:
+                value = [statement_json(statement) for statement in value]
+            elif isinstance(value, dict):
+                value = dict(value)
+            elif is_dataclass(value):
+                value = asdict(value)
+            data[name] = value
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AliasState":
@@ -110,6 +122,20 @@ class AliasState:
         if values.get("project") is not None:
             values["project"] = ProjectReading.from_json(values["project"])
         return cls(**values)
+
+
+ALIAS_STATE_FIELDS = tuple(item.name for item in fields(AliasState))
+
+
+def statement_json(statement: Statement) -> dict[str, Any]:
+    return {
+        "queryid": statement.queryid,
+        "query": statement.query,
+        "calls": statement.calls,
+        "total_seconds": statement.total_seconds,
+        "mean_seconds": statement.mean_seconds,
+        "rows": statement.rows,
+    }
 
 
 @dataclass

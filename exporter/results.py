@@ -3,6 +3,7 @@
 They travel between worker processes as JSON, so they hold only numbers, strings, lists and dicts.
 """
 
+import copy
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -142,6 +143,21 @@ def statement_json(statement: Statement) -> dict[str, Any]:
 class ServiceState:
     rounds: int = 0
     aliases: dict[str, AliasState] = field(default_factory=dict)
+
+    def for_round(self) -> "ServiceState":
+        """A copy that a probe round may change while other threads still read this one.
+
+        A round reassigns AliasState fields and counts into the two failure dicts in place;
+        nested records (statements, project readings) are only ever replaced, so they are shared.
+        Cheaper than copy.deepcopy, which copied every statement of every alias per round.
+        """
+        aliases = {}
+        for alias, state in self.aliases.items():
+            mine = copy.copy(state)
+            mine.failures = dict(state.failures)
+            mine.last_failure = dict(state.last_failure)
+            aliases[alias] = mine
+        return ServiceState(rounds=self.rounds, aliases=aliases)
 
     def to_json(self) -> dict[str, Any]:
         return {

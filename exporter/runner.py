@@ -57,7 +57,7 @@ class ProbeRunner:
             ]
             if not stale:
                 return state
-            state = copy.deepcopy(state)
+            state = state.for_round()
             self._run_round(stale, state, budget)
             state.rounds += 1
             self.store.save(state)

@@ -17,10 +17,13 @@ MAX_LABEL_LENGTH = 1024
 
 def label_text(value: str, limit: int = MAX_LABEL_LENGTH) -> str:
     """Printable, valid UTF-8 and bounded: database texts can hold anything."""
-    cleaned = "".join(
-        " " if not ch.isprintable() else ch
-        for ch in value.encode("utf-8", "replace").decode("utf-8", "replace")
-    )
+    cleaned = value
+    # Most texts are printable already (which rules out lone surrogates too): skip the slow part.
+    if not value.isprintable():
+        cleaned = "".join(
+            " " if not ch.isprintable() else ch
+            for ch in value.encode("utf-8", "replace").decode("utf-8", "replace")
+        )
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 

@@ -134,7 +134,9 @@ def dashboard_queries(dashboard: Json, alias: str, vendor: str) -> list[str]:
         for target in panel.get("targets", [])
         if target.get("expr")
     ]
-    exprs += [item["expr"] for item in dashboard["annotations"]["list"] if item.get("expr")]
+    exprs += [
+        item["target"]["expr"] for item in dashboard["annotations"]["list"] if "target" in item
+    ]
     return [re.sub(r"\$(?:\{(\w+)\}|(\w+))", substitute, expr) for expr in exprs]
 
 
@@ -496,13 +498,18 @@ def _up_timeline(
         unit="short",
         steps=_steps(("green", 1), base="red"),
         mappings=UP_MAPPINGS,
-        custom={"fillOpacity": 80, "lineWidth": 0, "spanNulls": False},
+        custom={"fillOpacity": 80, "lineWidth": 0},
         options={
             "mergeValues": True,
             "showValue": "never",
             "alignValue": "left",
             "rowHeight": 0.9,
-            "legend": {"showLegend": False, "displayMode": "list", "placement": "bottom"},
+            "legend": {
+                "showLegend": False,
+                "displayMode": "list",
+                "placement": "bottom",
+                "calcs": [],
+            },
             "tooltip": {"mode": "single", "sort": "none"},
         },
         overrides=overrides,
@@ -796,7 +803,8 @@ def _table(
         options={
             "showHeader": True,
             "cellHeight": "sm",
-            "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
+            "frameIndex": 0,
+            "footer": {"show": False, "reducer": ["sum"], "countRows": False},
             "sortBy": [{"displayName": sort_by, "desc": True}] if sort_by else [],
         },
         transformations=[
@@ -879,7 +887,6 @@ def _datasource_variable() -> Json:
         "label": "Data source",
         "type": "datasource",
         "query": "prometheus",
-        "current": {},
         "hide": 0,
         "includeAll": False,
         "multi": False,
@@ -897,7 +904,6 @@ def _query_variable(name: str, label: str, query: str) -> Json:
         "label": label,
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": query,
         "query": {"query": query, "refId": f"{name}-variable", "qryType": 1},
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "hide": 0,
@@ -941,12 +947,15 @@ def _alerts_annotation(flt: _Filter) -> Json:
         "enable": True,
         "hide": False,
         "iconColor": "red",
-        "expr": f'ALERTS{{alertname=~"Dbhealth.+", alertstate="firing", {flt.alias}}}',
-        "step": "1m",
+        # The query lives in `target`, where the schema puts it (its step is the datasource's
+        # default, 60s); titles, text and tags stay beside it, where the datasource reads them.
+        "target": {
+            "refId": "Anno",
+            "expr": f'ALERTS{{alertname=~"Dbhealth.+", alertstate="firing", {flt.alias}}}',
+        },
         "titleFormat": "{{alertname}}",
         "textFormat": "{{alias}} ({{severity}})",
         "tagKeys": "severity",
-        "useValueForTime": False,
     }
 
 

@@ -76,7 +76,7 @@ def variable_queries(dashboard: dict, alias: DashboardAlias) -> list[tuple[str, 
         if variable["type"] != "query":
             continue
         selector, label = re.fullmatch(
-            r"label_values\((.+), (\w+)\)", variable["definition"]
+            r"label_values\((.+), (\w+)\)", variable["query"]["query"]
         ).groups()
         # The same substitution as the panels get, through a one-target dashboard.
         [selector] = dashboard_queries(

@@ -211,8 +211,8 @@ def test_overview_variables(files: dict[str, dict]) -> None:
     for name in ("vendor", "alias"):
         variable = variables[name]
         assert variable["multi"] and variable["includeAll"]
-        assert variable["definition"].startswith("label_values(dbhealth_up")
-        assert variable["definition"].endswith(f", {name})")
+        assert variable["query"]["query"].startswith("label_values(dbhealth_up")
+        assert variable["query"]["query"].endswith(f", {name})")
 
 
 def test_overview_shows_every_section(files: dict[str, dict]) -> None:

@@ -110,6 +110,11 @@ class Families:
             "dbhealth_connections_max", "The server's connection limit.", labels=["alias"]
         )
         self.replica = gauge("dbhealth_replica", "1 replica, 0 primary.", labels=["alias"])
+        self.replica_connected = gauge(
+            "dbhealth_replica_connected",
+            "1 if a replica is connected to its primary and receiving; replicas only.",
+            labels=["alias"],
+        )
         self.lag = gauge(
             "dbhealth_replication_lag_seconds",
             "How far a replica's replay is behind; replicas only.",
@@ -192,6 +197,8 @@ class Families:
             self.connections_max.add_metric([alias], state.connections_max)
         if state.replica is not None:
             self.replica.add_metric([alias], 1 if state.replica else 0)
+        if state.replica and state.replica_connected is not None:
+            self.replica_connected.add_metric([alias], 1 if state.replica_connected else 0)
         if state.replica and state.replication_lag_seconds is not None:
             self.lag.add_metric([alias], state.replication_lag_seconds)
         if state.size_bytes is not None and state.size_at is not None:

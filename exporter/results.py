@@ -50,6 +50,7 @@ class Observations:
     connections: dict[str, int] | None = None
     connections_max: int | None = None
     replica: bool | None = None
+    replica_connected: bool | None = None
     replication_lag_seconds: float | None = None
     size_bytes: float | None = None
     statements: list[Statement] | None = None
@@ -89,6 +90,7 @@ class AliasState:
     connections: dict[str, int] | None = None
     connections_max: int | None = None
     replica: bool | None = None
+    replica_connected: bool | None = None
     replication_lag_seconds: float | None = None
     size_bytes: float | None = None
     size_at: float | None = None

@@ -183,6 +183,7 @@ def record(state: AliasState, outcome: ProbeOutcome, now: float) -> None:
     state.connections = observed.connections
     state.connections_max = observed.connections_max
     state.replica = observed.replica
+    state.replica_connected = observed.replica_connected
     state.replication_lag_seconds = observed.replication_lag_seconds
     if observed.size_bytes is not None:
         state.size_bytes = observed.size_bytes

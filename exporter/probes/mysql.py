@@ -81,26 +81,28 @@ class MySQLProbe(VendorProbe):
             state = COMMAND_STATES.get(command, "other")
             connections[state] = connections.get(state, 0) + int(count)
         observations.connections = connections
-        observations.replica, observations.replication_lag_seconds = self._replication(
-            wrapper, cursor
-        )
+        self._read_replication(wrapper, cursor, observations)
 
-    def _replication(self, wrapper: Any, cursor: Any) -> tuple[bool | None, float | None]:
+    def _read_replication(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         statement = "SHOW ALL SLAVES STATUS" if wrapper.mysql_is_mariadb else "SHOW REPLICA STATUS"
         try:
             cursor.execute(statement)
         except Exception as exc:
             if self.classify(exc) == "permission":
-                return None, None
+                return
             raise
         columns = [column[0] for column in cursor.description or ()]
         rows = [dict(zip(columns, row, strict=False)) for row in cursor.fetchall()]
+        observations.replica = bool(rows)
         if not rows:
-            return False, None
+            return
+        receiving = [row.get("Slave_IO_Running", row.get("Replica_IO_Running")) for row in rows]
+        observations.replica_connected = all(state == "Yes" for state in receiving)
         lags = [row.get("Seconds_Behind_Master", row.get("Seconds_Behind_Source")) for row in rows]
         known = [float(lag) for lag in lags if lag is not None]
         # A stopped SQL thread reports NULL: the lag is unknown, not zero.
-        return True, (max(known) if known and len(known) == len(lags) else None)
+        if known and len(known) == len(lags):
+            observations.replication_lag_seconds = max(known)
 
     def read_size(self, wrapper: Any, cursor: Any) -> float:
         cursor.execute(SIZE_QUERY)

@@ -17,6 +17,7 @@ SELECT current_setting('server_version'),
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))
        END,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
        (SELECT json_object_agg(state, n) FROM (
             SELECT COALESCE(state, 'unknown') AS state, count(*) AS n
             FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1) AS s)
@@ -76,11 +77,16 @@ class PostgreSQLProbe(VendorProbe):
 
     def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         cursor.execute(STATUS_QUERY)
-        version, version_num, max_connections, in_recovery, lag, states = cursor.fetchone()
+        version, version_num, max_connections, in_recovery, lag, streaming, states = (
+            cursor.fetchone()
+        )
         wrapper.dbhealth_version_num = version_num
         observations.version = version.split()[0]
         observations.connections_max = max_connections
         observations.replica = bool(in_recovery)
+        # Lag alone cannot tell a replica that is caught up from one whose primary is gone:
+        # both have replayed all they received.
+        observations.replica_connected = bool(streaming) if in_recovery else None
         observations.replication_lag_seconds = float(lag) if lag is not None else None
         observations.connections = {
             STATE_NAMES.get(state, state.replace(" ", "_")): int(count)

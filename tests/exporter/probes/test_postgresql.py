@@ -86,6 +86,7 @@ def test_replica_reports_its_role_and_lag_that_grows_while_replay_is_paused(
     harness = make_harness({"replica": settings})
     harness.round()
     assert harness.value("dbhealth_replica", alias="replica") == 1
+    assert harness.value("dbhealth_replica_connected", alias="replica") == 1
     postgres.sql("CREATE TABLE IF NOT EXISTS lag_probe (at timestamptz)", dbname="app")
     postgres_replica.wait_caught_up()
     postgres_replica.pause_replay()

@@ -55,6 +55,16 @@ UP_MAPPINGS = [
     }
 ]
 
+RECEIVING_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "DISCONNECTED", "color": "red", "index": 0},
+            "1": {"text": "RECEIVING", "color": "green", "index": 1},
+        },
+    }
+]
+
 
 @dataclass(frozen=True)
 class DashboardAlias:
@@ -386,7 +396,17 @@ def _alias_dashboard(alias: DashboardAlias) -> Json:
                 w=4,
                 h=8,
             ),
-            _lag_panel(flt, w=20, legend="lag"),
+            _stat(
+                "Primary link",
+                "Whether the replica receives from its primary; its lag reads 0 when it does not.",
+                [_target(f"min(dbhealth_replica_connected{{{flt.alias}}})")],
+                unit="short",
+                steps=_steps(("green", 1), base="red"),
+                mappings=RECEIVING_MAPPINGS,
+                w=4,
+                h=8,
+            ),
+            _lag_panel(flt, w=16, legend="lag"),
         ]
     if alias.has_server:
         panels += _statement_panels(flt)

@@ -44,7 +44,7 @@ EMPTY_WHILE_HEALTHY = {
 }
 # Metrics that only some aliases have, and which aliases.
 SERVER_ONLY = ("dbhealth_connections", "dbhealth_statement")
-REPLICA_ONLY = ("dbhealth_replication_lag_seconds",)
+REPLICA_ONLY = ("dbhealth_replication_lag_seconds", "dbhealth_replica_connected")
 
 
 def dashboard_aliases(config: Path) -> list[DashboardAlias]:

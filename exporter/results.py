@@ -101,6 +101,17 @@ class AliasState:
     project: ProjectReading | None = None
     project_at: float | None = None
 
+    def copy(self) -> "AliasState":
+        """A copy a probe round may change while other threads still read this one.
+
+        A round reassigns fields and counts into the two failure dicts in place; nested records
+        (statements, project readings) are only ever replaced, so they are shared.
+        """
+        mine = copy.copy(self)
+        mine.failures = dict(self.failures)
+        mine.last_failure = dict(self.last_failure)
+        return mine
+
     def to_json(self) -> dict[str, Any]:
         """What asdict() gives, without its generic deep copy: saving 200 aliases' state with
         their top statements spent most of its time there."""
@@ -145,21 +156,6 @@ def statement_json(statement: Statement) -> dict[str, Any]:
 class ServiceState:
     rounds: int = 0
     aliases: dict[str, AliasState] = field(default_factory=dict)
-
-    def for_round(self) -> "ServiceState":
-        """A copy that a probe round may change while other threads still read this one.
-
-        A round reassigns AliasState fields and counts into the two failure dicts in place;
-        nested records (statements, project readings) are only ever replaced, so they are shared.
-        Cheaper than copy.deepcopy, which copied every statement of every alias per round.
-        """
-        aliases = {}
-        for alias, state in self.aliases.items():
-            mine = copy.copy(state)
-            mine.failures = dict(state.failures)
-            mine.last_failure = dict(state.last_failure)
-            aliases[alias] = mine
-        return ServiceState(rounds=self.rounds, aliases=aliases)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -44,8 +44,10 @@ class ProbeRunner:
     def state_for(self, targets: tuple[Target, ...], budget: float | None = None) -> ServiceState:
         """The freshest state of these aliases, probing them unless a round just did."""
         arrival = time.time()
+        started = time.monotonic()
         lock_timeout = budget if budget is not None else max_deadline(targets) + 1.0
-        with self.store.round_lock(lock_timeout) as acquired:
+        aliases = [target.alias for target in targets]
+        with self.store.round_lock(aliases, lock_timeout) as acquired:
             state = self.store.load()
             if not acquired:
                 return state
@@ -57,27 +59,29 @@ class ProbeRunner:
             ]
             if not stale:
                 return state
-            state = state.for_round()
-            self._run_round(stale, state, budget)
-            state.rounds += 1
-            self.store.save(state)
-            return state
+            if budget is not None:
+                # Time spent waiting for another scrape's round comes out of this one's budget.
+                budget = max(MINIMUM_DEADLINE, budget - (time.monotonic() - started))
+            return self.store.merge(self._run_round(stale, state, budget))
 
-    def _run_round(self, targets: list[Target], state: ServiceState, budget: float | None) -> None:
+    def _run_round(
+        self, targets: list[Target], state: ServiceState, budget: float | None
+    ) -> dict[str, AliasState]:
         now = time.time()
+        probed = {
+            target.alias: state.aliases.get(target.alias, AliasState()).copy() for target in targets
+        }
         launches: list[Launch] = []
         outcomes: dict[str, ProbeOutcome] = {}
         for target in targets:
-            alias_state = state.aliases.setdefault(target.alias, AliasState())
             if target.problem is not None:
                 outcomes[target.alias] = ProbeOutcome(
                     up=False, reason="config", message=target.problem
                 )
                 continue
             deadline = max(MINIMUM_DEADLINE, min(target.deadline, budget or target.deadline))
-            launches.append(
-                self._launch(target, due_parts(alias_state, now, self.options), deadline)
-            )
+            parts = due_parts(probed[target.alias], now, self.options)
+            launches.append(self._launch(target, parts, deadline))
         for launch in sorted(launches, key=lambda item: item.deadline_at):
             launch.progress.done.wait(max(0.0, launch.deadline_at - time.monotonic()))
             if not launch.progress.done.is_set():
@@ -85,7 +89,8 @@ class ProbeRunner:
             outcomes[launch.target.alias] = outcome_of(launch)
         finished = time.time()
         for alias, outcome in outcomes.items():
-            record(state.aliases[alias], outcome, finished)
+            record(probed[alias], outcome, finished)
+        return probed
 
     def _launch(self, target: Target, parts: frozenset[str], deadline: float) -> Launch:
         prober = self._probers.get(target.alias)

@@ -176,3 +176,36 @@ def test_an_interrupted_probe_ends_instead_of_reconnecting(make_postgres, make_h
         assert not [t for t in threading.enumerate() if t.name == "dbhealth-probe-hung"]
     finally:
         hung.resume()
+
+
+def test_a_scrape_of_another_alias_is_not_held_up_by_a_hung_one(
+    make_postgres, postgres, make_harness
+):
+    hung = make_postgres()
+    harness = make_harness(
+        {
+            "hung": hung.django_settings("app", "monitor", hung.monitor_password),
+            "main": postgres.django_settings("app", "monitor", postgres.monitor_password),
+        },
+        deadline=3.0,
+    )
+    hung_target, main_target = harness.targets
+    harness.round()
+    hung.pause()
+    try:
+        # Prometheus's /probe?alias=hung and /probe?alias=main arrive together.
+        hung_scrape = threading.Thread(target=harness.runner.state_for, args=((hung_target,),))
+        hung_scrape.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        state = harness.runner.state_for((main_target,))
+        main_elapsed = time.monotonic() - started
+        hung_scrape.join()
+    finally:
+        hung.resume()
+    assert state.aliases["main"].up
+    assert main_elapsed < 1.0
+    # Both rounds landed in the shared state: neither overwrote the other.
+    final = harness.runner.store.load()
+    assert final.aliases["hung"].reason == "timeout"
+    assert final.aliases["main"].up

@@ -61,36 +61,44 @@ def render(registry, fast: Callable[[Metric], str | None], fallback: Callable) -
     return b"".join(parts)
 
 
-def plain(metric: Metric, sample_name: str) -> bool:
-    """True when no escaping could change anything and every sample is a plain one."""
-    if metric.type not in ("gauge", "counter") or metric.unit:
+def plain(metric: Metric, sample_name: str | None) -> bool:
+    """True when no escaping could change anything and every sample is a plain one.
+
+    With a sample_name, every sample must carry that name; otherwise any plain name will do.
+    """
+    if metric.unit or not PLAIN_NAME.match(metric.name):
         return False
-    if not PLAIN_NAME.match(metric.name):
-        return False
-    checked: set[str] = set()
+    names: set[str] = set()
+    labels: set[str] = set()
     for sample in metric.samples:
-        if sample.name != sample_name or sample.timestamp is not None:
+        if sample.timestamp is not None or sample.exemplar is not None:
             return False
-        if sample.exemplar is not None or sample.native_histogram is not None:
+        if sample.native_histogram is not None:
             return False
+        if sample_name is not None and sample.name != sample_name:
+            return False
+        if sample.name not in names:
+            if not PLAIN_NAME.match(sample.name):
+                return False
+            names.add(sample.name)
         for label in sample.labels:
-            if label not in checked:
+            if label not in labels:
                 if label.startswith("__") or not PLAIN_NAME.match(label):
                     return False
-                checked.add(label)
+                labels.add(label)
     return True
 
 
-def sample_lines(metric: Metric, name: str) -> list[str]:
+def sample_lines(metric: Metric) -> list[str]:
     lines = []
     for sample in metric.samples:
         if sample.labels:
             pairs = ",".join(
                 f'{key}="{escape_value(value)}"' for key, value in sorted(sample.labels.items())
             )
-            lines.append(f"{name}{{{pairs}}} {floatToGoString(sample.value)}\n")
+            lines.append(f"{sample.name}{{{pairs}}} {floatToGoString(sample.value)}\n")
         else:
-            lines.append(f"{name} {floatToGoString(sample.value)}\n")
+            lines.append(f"{sample.name} {floatToGoString(sample.value)}\n")
     return lines
 
 
@@ -99,19 +107,23 @@ def escape_value(value: str) -> str:
 
 
 def text_family(metric: Metric) -> str | None:
-    """Prometheus text format 0.0.4: counters are named with their _total suffix."""
+    """Prometheus text format 0.0.4, gauges and counters only: the format renames the other
+    types and moves their _created samples into families of their own."""
+    if metric.type not in ("gauge", "counter"):
+        return None
     name = metric.name + "_total" if metric.type == "counter" else metric.name
     if not plain(metric, name):
         return None
     help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
     header = f"# HELP {name} {help_text}\n# TYPE {name} {metric.type}\n"
-    return header + "".join(sample_lines(metric, name))
+    return header + "".join(sample_lines(metric))
 
 
 def openmetrics_family(metric: Metric) -> str | None:
-    sample_name = metric.name + "_total" if metric.type == "counter" else metric.name
-    if not plain(metric, sample_name):
+    """OpenMetrics writes every type alike (histograms and _created samples included), so any
+    family with plain names and plain samples qualifies."""
+    if not plain(metric, None):
         return None
     help_text = escape_value(metric.documentation)
     header = f"# HELP {metric.name} {help_text}\n# TYPE {metric.name} {metric.type}\n"
-    return header + "".join(sample_lines(metric, sample_name))
+    return header + "".join(sample_lines(metric))

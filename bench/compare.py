@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import report
 from bench.contenders import (
+    REPO,
     Contender,
     start_dbhealth,
     start_mysqld_exporter,
@@ -374,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         workload.initialise()
         workload.start()
         results["versions"] = versions(fleet)
+        results["commit"] = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         results["machine"] = {"cpus": str(len(os.sched_getaffinity(0)))}
         log("starting contenders")
         entries = start_latency_contenders(fleet, workdir)

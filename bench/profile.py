@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from bench.compare import COLD, DEFAULT, log, pg_alias
+from bench.compare import COLD, DEFAULT, log, pg_alias, reference_aliases
 from bench.contenders import start_dbhealth
 from bench.fleet import start_fleet
 from bench.scrape import scrape_series
@@ -44,6 +44,9 @@ def summarise(collapsed: Path, top: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--aliases", type=int, default=200)
+    parser.add_argument(
+        "--reference", action="store_true", help="the six reference aliases instead of N parts"
+    )
     parser.add_argument("--mode", choices=["cold", "default"], default="cold")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--top", type=int, default=40)
@@ -54,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     workdir = make_tempdir("dbhealth-profile-", None)
-    fleet = start_fleet(args.aliases, workdir)
+    fleet = start_fleet(0 if args.reference else args.aliases, workdir)
     try:
         password = fleet.pg_role("dbh_profile")
         databases = {
             name: pg_alias(fleet.primary, name, "dbh_profile", password) for name in fleet.parts
         }
+        if args.reference:
+            databases = reference_aliases(fleet, "dbh_profile")
         defaults = COLD if args.mode == "cold" else DEFAULT
         contender = start_dbhealth("dbhealth-profile", databases, defaults, workdir, workers=1)
         try:

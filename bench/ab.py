@@ -7,6 +7,7 @@ Both run under gunicorn against the same N databases, in alternating blocks so t
 """
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                     contender.stop()
     finally:
         fleet.close()
+        # Configs and .my.cnf files in it hold the logins' passwords.
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

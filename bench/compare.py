@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -404,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         for entry in entries:
             entry.contender.stop()
         fleet.close()
+        # Configs and .my.cnf files in it hold the logins' passwords.
+        shutil.rmtree(workdir, ignore_errors=True)
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
     args.output.mkdir(parents=True, exist_ok=True)
     report.write(results, args.output)

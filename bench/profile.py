@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             contender.stop()
     finally:
         fleet.close()
+        # Configs and .my.cnf files in it hold the logins' passwords.
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -17,7 +17,7 @@ from exporter.failures import classify
 from exporter.probes import PROBES, StatementsUnavailable, VendorProbe
 from exporter.project_insight import read_project
 from exporter.redaction import redact, secrets_of
-from exporter.results import Observations
+from exporter.results import SERVER_PART, Observations
 from exporter.targets import Target
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class AliasProber:
             self._ping(cursor, progress)
         with cursor:
             observations = progress.observations
-            probe.read_status(wrapper, cursor, observations)
+            if SERVER_PART in parts:
+                probe.read_server(wrapper, cursor, observations)
             if "size" in parts:
                 self._read_size(wrapper, cursor, progress)
             if "statements" in parts:

@@ -9,6 +9,16 @@ from typing import Any
 
 REASONS = ("timeout", "refused", "dns", "auth", "config", "permission", "error")
 EXPENSIVE_PARTS = ("size", "statements", "project")
+# Read on every round, but through one alias per server: the facts below describe the server.
+SERVER_PART = "server"
+SERVER_FACTS = (
+    "version",
+    "connections",
+    "connections_max",
+    "replica",
+    "replica_connected",
+    "replication_lag_seconds",
+)
 
 
 @dataclass

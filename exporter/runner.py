@@ -20,7 +20,14 @@ from django.conf import settings
 
 from exporter.prober import AliasProber, Progress
 from exporter.project_insight import project_layout
-from exporter.results import EXPENSIVE_PARTS, AliasState, ProbeOutcome, ServiceState
+from exporter.results import (
+    EXPENSIVE_PARTS,
+    SERVER_FACTS,
+    SERVER_PART,
+    AliasState,
+    ProbeOutcome,
+    ServiceState,
+)
 from exporter.state_store import StateStore
 from exporter.targets import ServiceOptions, Target, load_targets, service_options
 
@@ -73,6 +80,8 @@ class ProbeRunner:
         }
         launches: list[Launch] = []
         outcomes: dict[str, ProbeOutcome] = {}
+        usable = [target for target in targets if target.problem is None]
+        readers = server_readers(usable, probed)
         for target in targets:
             if target.problem is not None:
                 outcomes[target.alias] = ProbeOutcome(
@@ -81,12 +90,15 @@ class ProbeRunner:
                 continue
             deadline = max(MINIMUM_DEADLINE, min(target.deadline, budget or target.deadline))
             parts = due_parts(probed[target.alias], now, self.options)
+            if target.alias in readers.values():
+                parts |= {SERVER_PART}
             launches.append(self._launch(target, parts, deadline))
         for launch in sorted(launches, key=lambda item: item.deadline_at):
             launch.progress.done.wait(max(0.0, launch.deadline_at - time.monotonic()))
             if not launch.progress.done.is_set():
                 launch.prober.interrupt()
             outcomes[launch.target.alias] = outcome_of(launch)
+        share_server_facts(usable, readers, outcomes)
         finished = time.time()
         for alias, outcome in outcomes.items():
             record(probed[alias], outcome, finished)
@@ -123,6 +135,33 @@ class ProbeRunner:
 
 def max_deadline(targets: tuple[Target, ...] | list[Target]) -> float:
     return max((target.deadline for target in targets), default=1.0)
+
+
+def server_key(target: Target) -> tuple[str, ...]:
+    """Aliases with the same key see the same server through the same eyes (same user)."""
+    if target.vendor == "sqlite":
+        return ("sqlite", target.alias)
+    return (target.vendor, target.host, target.port, str(target.settings.get("USER") or ""))
+
+
+def server_readers(targets: list[Target], states: dict[str, AliasState]) -> dict[tuple, str]:
+    """One alias per server reads its facts: preferably one that answered last time."""
+    readers: dict[tuple, str] = {}
+    for target in sorted(targets, key=lambda item: (not states[item.alias].up, item.alias)):
+        readers.setdefault(server_key(target), target.alias)
+    return readers
+
+
+def share_server_facts(
+    targets: list[Target], readers: dict[tuple, str], outcomes: dict[str, ProbeOutcome]
+) -> None:
+    for target in targets:
+        reader = readers[server_key(target)]
+        outcome, source = outcomes[target.alias], outcomes[reader]
+        if reader == target.alias or not (outcome.up and source.up):
+            continue
+        for fact in SERVER_FACTS:
+            setattr(outcome.observations, fact, getattr(source.observations, fact))
 
 
 def due_parts(state: AliasState, now: float, options: ServiceOptions) -> frozenset[str]:

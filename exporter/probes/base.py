@@ -33,8 +33,11 @@ class VendorProbe(ABC):
         cursor.fetchone()
 
     @abstractmethod
-    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
-        """The cheap facts read on every probe: version, connections, role, replication lag."""
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        """Facts of the whole server: version, connections, role, replication lag.
+
+        Aliases on one server share them, so a round reads them through one alias per server.
+        """
 
     @abstractmethod
     def read_size(self, wrapper: Any, cursor: Any) -> float:

@@ -70,7 +70,7 @@ class MySQLProbe(VendorProbe):
             else:
                 cursor.execute(f"SET SESSION max_execution_time = {max(100, int(deadline * 1000))}")
 
-    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         cursor.execute("SELECT VERSION(), @@max_connections")
         version, max_connections = cursor.fetchone()
         observations.version = version.split("-log")[0]

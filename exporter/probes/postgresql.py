@@ -10,7 +10,6 @@ from exporter.results import Observations, Statement
 # otherwise the age of the last replayed transaction.
 STATUS_QUERY = """
 SELECT current_setting('server_version'),
-       current_setting('server_version_num')::int,
        current_setting('max_connections')::int,
        pg_is_in_recovery(),
        CASE WHEN NOT pg_is_in_recovery() THEN NULL
@@ -75,12 +74,9 @@ class PostgreSQLProbe(VendorProbe):
         result["CONN_HEALTH_CHECKS"] = False
         return result
 
-    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         cursor.execute(STATUS_QUERY)
-        version, version_num, max_connections, in_recovery, lag, streaming, states = (
-            cursor.fetchone()
-        )
-        wrapper.dbhealth_version_num = version_num
+        version, max_connections, in_recovery, lag, streaming, states = cursor.fetchone()
         observations.version = version.split()[0]
         observations.connections_max = max_connections
         observations.replica = bool(in_recovery)
@@ -102,8 +98,10 @@ class PostgreSQLProbe(VendorProbe):
     ) -> list[Statement]:
         from psycopg import errors
 
-        version_num = getattr(wrapper, "dbhealth_version_num", 130000)
-        total = "total_exec_time" if version_num >= 130000 else "total_time"
+        # Known from the connection's start-up, without a query.
+        total = (
+            "total_exec_time" if wrapper.connection.info.server_version >= 130000 else "total_time"
+        )
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, false)", [str(max(1, int(timeout * 1000)))]
         )

@@ -37,7 +37,7 @@ class SQLiteProbe(VendorProbe):
         result["OPTIONS"]["timeout"] = max(0.05, deadline)
         return result
 
-    def read_status(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         observations.version = sqlite3.sqlite_version
         observations.replica = False
 

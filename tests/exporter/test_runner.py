@@ -209,3 +209,30 @@ def test_a_scrape_of_another_alias_is_not_held_up_by_a_hung_one(
     final = harness.runner.store.load()
     assert final.aliases["hung"].reason == "timeout"
     assert final.aliases["main"].up
+
+
+def status_query_calls(server) -> int:
+    rows = server.sql(
+        "SELECT COALESCE(sum(calls), 0) FROM pg_stat_statements "
+        "WHERE query LIKE '%pg_stat_wal_receiver%' AND query NOT LIKE '%pg_stat_statements%'"
+    )
+    return int(rows[0][0])
+
+
+def test_aliases_on_one_server_read_its_facts_once_per_round(postgres, make_harness):
+    password = postgres.monitor_password
+    harness = make_harness(
+        {
+            name: postgres.django_settings(name, "monitor", password)
+            for name in ("app", "users", "analytics")
+        }
+    )
+    harness.round()
+    before = status_query_calls(postgres)
+    for _ in range(5):
+        harness.round()
+    assert status_query_calls(postgres) - before == 5
+    for alias in ("app", "users", "analytics"):
+        assert harness.value("dbhealth_connections_max", alias=alias) == 50
+        assert harness.value("dbhealth_replica", alias=alias) == 0
+        assert harness.value("dbhealth_connections", alias=alias, state="active") >= 1

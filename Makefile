@@ -1,11 +1,12 @@
-# dbhealth: `make run` serves /metrics on the embedded SQLite default; `make test` runs everything.
+# dbhealth: `make run` serves /metrics on the embedded SQLite default; `make test` runs everything;
+# `make bench` compares it with the Debian exporters.
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 THREADS ?= 4
 VENV := .venv
 
-.PHONY: run test lint format dashboards bench
+.PHONY: run test lint format bench
 
 run:
 	scripts/setup
@@ -16,6 +17,12 @@ test:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
+
+# Side by side with Debian's postgres_exporter and mysqld_exporter; writes bench/results/.
+# BENCH_ARGS="--scrapes 1000" for more iterations, "--skip hung" to drop a phase.
+bench:
+	scripts/setup --bench
+	$(VENV)/bin/python -m bench.compare $(BENCH_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -83,8 +83,9 @@ class ProbeOutcome:
 
 
 @dataclass
-class AliasState:
-    """Everything remembered about an alias across probes, counters included."""
+class AliasState(Observations):
+    """Everything remembered about an alias across probes: the latest observations, when the
+    expensive ones were read, the last probe's outcome and the counters."""
 
     up: bool = False
     reason: str | None = None
@@ -96,19 +97,8 @@ class AliasState:
     last_success: float | None = None
     failures: dict[str, int] = field(default_factory=dict)
     last_failure: dict[str, float] = field(default_factory=dict)
-    version: str | None = None
-    connections: dict[str, int] | None = None
-    connections_max: int | None = None
-    replica: bool | None = None
-    replica_connected: bool | None = None
-    replication_lag_seconds: float | None = None
-    size_bytes: float | None = None
     size_at: float | None = None
-    statements: list[Statement] | None = None
-    statements_available: bool | None = None
-    statements_problem: str | None = None
     statements_at: float | None = None
-    project: ProjectReading | None = None
     project_at: float | None = None
 
     def copy(self) -> "AliasState":

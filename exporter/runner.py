@@ -223,12 +223,11 @@ def record(state: AliasState, outcome: ProbeOutcome, now: float) -> None:
     state.reason = None
     state.message = None
     state.last_success = now
-    state.version = observed.version or state.version
-    state.connections = observed.connections
-    state.connections_max = observed.connections_max
-    state.replica = observed.replica
-    state.replica_connected = observed.replica_connected
-    state.replication_lag_seconds = observed.replication_lag_seconds
+    # Server facts are read on every round; the version is kept when a round could not read it.
+    version = state.version
+    for fact in SERVER_FACTS:
+        setattr(state, fact, getattr(observed, fact))
+    state.version = observed.version or version
     if observed.size_bytes is not None:
         state.size_bytes = observed.size_bytes
         state.size_at = now

@@ -9,16 +9,67 @@ byte for byte what prometheus_client writes (tests/exporter/test_exposition.py c
 """
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 OPENMETRICS_EOF = b"# EOF\n"
+
+
+class LineFamily(Metric):
+    """A gauge or counter family that keeps its samples as plain rows until it is written.
+
+    prometheus_client's families build a Sample and a label dict for every sample, which the
+    writer then checks again; for dbhealth's own families, whose names are plain by design, that
+    was most of the work of a large scrape. `samples` still gives prometheus_client's own view, so
+    any consumer of the collector protocol sees an ordinary family.
+    """
+
+    def __init__(self, name: str, documentation: str, typ: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, typ)
+        if typ not in ("gauge", "counter") or not PLAIN_NAME.match(name):
+            raise ValueError(f"{name}: only plainly named gauges and counters are written here")
+        if any(label.startswith("__") or not PLAIN_NAME.match(label) for label in labels):
+            raise ValueError(f"{name}: label names must be plain: {labels}")
+        self.sample_name = f"{name}_total" if typ == "counter" else name
+        self._labelnames = tuple(labels)
+        # The exposition lists labels sorted by name.
+        self._sorted = sorted(range(len(self._labelnames)), key=self._labelnames.__getitem__)
+        self._rows: list[tuple[Sequence[str], float]] = []
+
+    def add_metric(self, labels: Sequence[str], value: float) -> None:
+        self._rows.append((labels, value))
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [
+            Sample(self.sample_name, dict(zip(self._labelnames, labels, strict=True)), value)
+            for labels, value in self._rows
+        ]
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        # Metric.__init__ starts every family with an empty list; rows come from add_metric.
+        if value:
+            raise TypeError("LineFamily takes its samples through add_metric")
+
+    def sample_lines(self) -> str:
+        name = self.sample_name
+        keys = [(self._labelnames[index], index) for index in self._sorted]
+        lines = []
+        for labels, value in self._rows:
+            if keys:
+                pairs = ",".join(f'{key}="{escape_value(labels[index])}"' for key, index in keys)
+                lines.append(f"{name}{{{pairs}}} {floatToGoString(value)}\n")
+            else:
+                lines.append(f"{name} {floatToGoString(value)}\n")
+        return "".join(lines)
 
 
 class Single:
@@ -112,18 +163,24 @@ def text_family(metric: Metric) -> str | None:
     if metric.type not in ("gauge", "counter"):
         return None
     name = metric.name + "_total" if metric.type == "counter" else metric.name
-    if not plain(metric, name):
+    if not isinstance(metric, LineFamily) and not plain(metric, name):
         return None
     help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
     header = f"# HELP {name} {help_text}\n# TYPE {name} {metric.type}\n"
-    return header + "".join(sample_lines(metric))
+    return header + body(metric)
 
 
 def openmetrics_family(metric: Metric) -> str | None:
     """OpenMetrics writes every type alike (histograms and _created samples included), so any
     family with plain names and plain samples qualifies."""
-    if not plain(metric, None):
+    if not isinstance(metric, LineFamily) and not plain(metric, None):
         return None
     help_text = escape_value(metric.documentation)
     header = f"# HELP {metric.name} {help_text}\n# TYPE {metric.name} {metric.type}\n"
-    return header + "".join(sample_lines(metric))
+    return header + body(metric)
+
+
+def body(metric: Metric) -> str:
+    if isinstance(metric, LineFamily):
+        return metric.sample_lines()
+    return "".join(sample_lines(metric))

@@ -5,10 +5,11 @@ objects, so a removed alias or statement disappears instead of lingering with st
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from exporter.exposition import LineFamily
 from exporter.results import REASONS, AliasState, ServiceState
 from exporter.targets import Target
 
@@ -28,6 +29,14 @@ def label_text(value: str, limit: int = MAX_LABEL_LENGTH) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
+def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> LineFamily:
+    return LineFamily(name, documentation, "gauge", labels)
+
+
+def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> LineFamily:
+    return LineFamily(name, documentation, "counter", labels)
+
+
 class StateCollector:
     """A collector over a state snapshot; prometheus_client only needs `collect()`."""
 
@@ -42,9 +51,7 @@ class StateCollector:
             alias_state = self.state.aliases.get(target.alias)
             if alias_state is not None and alias_state.probed_at > 0:
                 families.add_alias(target, alias_state, self.now)
-        rounds = CounterMetricFamily(
-            "dbhealth_probe_rounds", "Probe rounds run by the whole service."
-        )
+        rounds = counter("dbhealth_probe_rounds", "Probe rounds run by the whole service.")
         rounds.add_metric([], self.state.rounds)
         yield rounds
         yield from families.all()
@@ -52,7 +59,6 @@ class StateCollector:
 
 class Families:
     def __init__(self) -> None:
-        gauge, counter = GaugeMetricFamily, CounterMetricFamily
         self.up = gauge(
             "dbhealth_up", "1 if the last probe connected and answered.", labels=["alias", "vendor"]
         )

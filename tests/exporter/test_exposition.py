@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Enum, Histogram, Info,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from exporter.exposition import encode
+from exporter.exposition import LineFamily, encode
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -102,3 +102,56 @@ def test_any_label_value_and_help_text_match(values, help_text):
     registry = Families(values, help_text)
     for accept in (PROMETHEUS_ACCEPT, "text/plain;version=0.0.4"):
         assert encode(registry, accept) == expected(registry, accept)
+
+
+class LineFamilies:
+    """The same families as `Families`, kept as rows by exporter.exposition.LineFamily."""
+
+    def __init__(self, values: list[str], help_text: str) -> None:
+        self.values = values
+        self.help_text = help_text
+
+    def collect(self):
+        up = LineFamily("dbhealth_up", self.help_text, "gauge", ["alias", "vendor"])
+        failures = LineFamily("dbhealth_probe_failures", "Failures.", "counter", ["reason"])
+        info = LineFamily("dbhealth_statement_info", "Text.", "gauge", ["query", "alias"])
+        for index, value in enumerate(self.values):
+            up.add_metric([value, "postgresql"], index % 2)
+            failures.add_metric([value], index * 3)
+            info.add_metric([value, f"a{index}"], 1)
+        rounds = LineFamily("dbhealth_probe_rounds", "Rounds.", "counter")
+        rounds.add_metric([], 12345678901)
+        yield from (rounds, up, failures, info)
+
+
+class LibraryFamilies(LineFamilies):
+    """The same again, as prometheus_client's own families."""
+
+    def collect(self):
+        up = GaugeMetricFamily("dbhealth_up", self.help_text, labels=["alias", "vendor"])
+        failures = CounterMetricFamily("dbhealth_probe_failures", "Failures.", labels=["reason"])
+        info = GaugeMetricFamily("dbhealth_statement_info", "Text.", labels=["query", "alias"])
+        for index, value in enumerate(self.values):
+            up.add_metric([value, "postgresql"], index % 2)
+            failures.add_metric([value], index * 3)
+            info.add_metric([value, f"a{index}"], 1)
+        rounds = CounterMetricFamily("dbhealth_probe_rounds", "Rounds.")
+        rounds.add_metric([], 12345678901)
+        yield from (rounds, up, failures, info)
+
+
+@given(values=st.lists(st.text(), max_size=5), help_text=st.text())
+def test_line_families_are_written_as_prometheus_client_writes_its_own(values, help_text):
+    ours, library = LineFamilies(values, help_text), LibraryFamilies(values, help_text)
+    for accept in ACCEPT_HEADERS:
+        assert encode(ours, accept) == expected(library, accept)
+    assert [m.samples for m in ours.collect()] == [m.samples for m in library.collect()]
+
+
+def test_a_line_family_refuses_what_it_cannot_write_plainly():
+    with pytest.raises(ValueError):
+        LineFamily("dbhealth:odd", "Colon.", "gauge")
+    with pytest.raises(ValueError):
+        LineFamily("dbhealth_seconds", "Histogram.", "histogram")
+    with pytest.raises(ValueError):
+        LineFamily("dbhealth_up", "Reserved label.", "gauge", ["__name__"])

@@ -104,45 +104,40 @@ def test_any_label_value_and_help_text_match(values, help_text):
         assert encode(registry, accept) == expected(registry, accept)
 
 
-class LineFamilies:
-    """The same families as `Families`, kept as rows by exporter.exposition.LineFamily."""
+def line_gauge(name, documentation, labels=()):
+    return LineFamily(name, documentation, "gauge", labels)
 
-    def __init__(self, values: list[str], help_text: str) -> None:
+
+def line_counter(name, documentation, labels=()):
+    return LineFamily(name, documentation, "counter", labels)
+
+
+class SameFamilies:
+    """dbhealth-like families built from the given constructors: ours or prometheus_client's."""
+
+    def __init__(self, values: list[str], help_text: str, gauge, counter) -> None:
         self.values = values
         self.help_text = help_text
+        self.gauge = gauge
+        self.counter = counter
 
     def collect(self):
-        up = LineFamily("dbhealth_up", self.help_text, "gauge", ["alias", "vendor"])
-        failures = LineFamily("dbhealth_probe_failures", "Failures.", "counter", ["reason"])
-        info = LineFamily("dbhealth_statement_info", "Text.", "gauge", ["query", "alias"])
+        up = self.gauge("dbhealth_up", self.help_text, labels=["alias", "vendor"])
+        failures = self.counter("dbhealth_probe_failures", "Failures.", labels=["reason"])
+        info = self.gauge("dbhealth_statement_info", "Text.", labels=["query", "alias"])
         for index, value in enumerate(self.values):
             up.add_metric([value, "postgresql"], index % 2)
             failures.add_metric([value], index * 3)
             info.add_metric([value, f"a{index}"], 1)
-        rounds = LineFamily("dbhealth_probe_rounds", "Rounds.", "counter")
-        rounds.add_metric([], 12345678901)
-        yield from (rounds, up, failures, info)
-
-
-class LibraryFamilies(LineFamilies):
-    """The same again, as prometheus_client's own families."""
-
-    def collect(self):
-        up = GaugeMetricFamily("dbhealth_up", self.help_text, labels=["alias", "vendor"])
-        failures = CounterMetricFamily("dbhealth_probe_failures", "Failures.", labels=["reason"])
-        info = GaugeMetricFamily("dbhealth_statement_info", "Text.", labels=["query", "alias"])
-        for index, value in enumerate(self.values):
-            up.add_metric([value, "postgresql"], index % 2)
-            failures.add_metric([value], index * 3)
-            info.add_metric([value, f"a{index}"], 1)
-        rounds = CounterMetricFamily("dbhealth_probe_rounds", "Rounds.")
+        rounds = self.counter("dbhealth_probe_rounds", "Rounds.")
         rounds.add_metric([], 12345678901)
         yield from (rounds, up, failures, info)
 
 
 @given(values=st.lists(st.text(), max_size=5), help_text=st.text())
 def test_line_families_are_written_as_prometheus_client_writes_its_own(values, help_text):
-    ours, library = LineFamilies(values, help_text), LibraryFamilies(values, help_text)
+    ours = SameFamilies(values, help_text, line_gauge, line_counter)
+    library = SameFamilies(values, help_text, GaugeMetricFamily, CounterMetricFamily)
     for accept in ACCEPT_HEADERS:
         assert encode(ours, accept) == expected(library, accept)
     assert [m.samples for m in ours.collect()] == [m.samples for m in library.collect()]

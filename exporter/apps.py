@@ -13,7 +13,7 @@ class ExporterConfig(AppConfig):
 
         from exporter import checks  # noqa: F401  (registers the system checks)
         from exporter.demo import ensure_demo_databases
-        from exporter.runner import forget_configuration
+        from exporter.probe_service import forget_configuration
 
         setting_changed.connect(forget_configuration, dispatch_uid="dbhealth-settings")
         ensure_demo_databases()

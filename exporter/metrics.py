@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from prometheus_client.core import Metric
 
 from exporter.exposition import LineFamily
-from exporter.results import REASONS, AliasState, ServiceState
+from exporter.state import REASONS, AliasState, ServiceState
 from exporter.targets import Target
 
 MAX_LABEL_LENGTH = 1024
@@ -43,13 +43,14 @@ class StateCollector:
     def __init__(self, targets: Iterable[Target], state: ServiceState, now: float | None = None):
         self.targets = tuple(targets)
         self.state = state
-        self.now = time.time() if now is None else now
+        # Part ages are measured on the monotonic clock the probe service records them with.
+        self.now = time.monotonic() if now is None else now
 
     def collect(self) -> Iterator[Metric]:
         families = Families()
         for target in self.targets:
             alias_state = self.state.aliases.get(target.alias)
-            if alias_state is not None and alias_state.probed_at > 0:
+            if alias_state is not None:
                 families.add_alias(target, alias_state, self.now)
         rounds = counter("dbhealth_probe_rounds", "Probe rounds run by the whole service.")
         rounds.add_metric([], self.state.rounds)

@@ -25,6 +25,13 @@ def whole_number(value: Any, key: str) -> int:
     return value
 
 
+def positive_whole_number(value: Any, key: str) -> int:
+    number = whole_number(value, key)
+    if number == 0:
+        raise ValueError(f"{key} must be at least 1")
+    return number
+
+
 def boolean(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{key} must be true or false, got {value!r}")
@@ -39,6 +46,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "statement_top_n": 10,
     "statement_text_length": 200,
     "scrape_timeout_margin": 0.5,
+    "max_connections_per_server": 16,
 }
 ALIAS_OPTION_KEYS = {"deadline", "critical", "statement_top_n", "statement_text_length", "replica"}
 
@@ -50,6 +58,7 @@ VALIDATORS = {
     "statement_top_n": whole_number,
     "statement_text_length": whole_number,
     "scrape_timeout_margin": non_negative_number,
+    "max_connections_per_server": positive_whole_number,
     "replica": boolean,
 }
 

@@ -1,8 +1,14 @@
-"""Probing one alias: the connection dbhealth keeps to it, timing, and what a probe reads.
+"""Probing one alias: the connection dbhealth holds to it, timing, and what a probe reads.
 
 The prober opens the alias through Django's own machinery (its ENGINE and OPTIONS), so wrapper
-engines and third-party backends keep working. It keeps that one connection between probes, so a
-healthy scrape costs a few round trips and no connection set-up.
+engines and third-party backends keep working. An alias that keeps its connection costs a few
+round trips per probe and no connection set-up; one beyond its server's connection cap opens a
+connection per probe and closes it at once (see exporter/probe_service.py).
+
+Only the probe thread of the current run uses the connection. Two calls come from other threads:
+`interrupt` (the watchdog, at the deadline) and `retire` (the service closing); both are guarded by
+`_connection_lock` and checked against the run they are meant for, so that a late interrupt never
+reaches the next run's socket and a connection in use is never closed under its thread.
 """
 
 import logging
@@ -17,19 +23,19 @@ from exporter.failures import classify
 from exporter.probes import PROBES, StatementsUnavailable, VendorProbe
 from exporter.project_insight import read_project
 from exporter.redaction import redact, secrets_of
-from exporter.results import SERVER_PART, Observations
+from exporter.state import SERVER_PART, Observations
 from exporter.targets import Target
 
 logger = logging.getLogger(__name__)
 
 # Time kept back from a statement's server-side timeout so that the server cancels it, and says
-# so, before the runner's own deadline passes.
+# so, before the watchdog's interrupt at the deadline.
 SERVER_TIMEOUT_HEADROOM = 0.2
 
 
 @dataclass
 class Progress:
-    """What a probe thread has achieved so far; the runner reads it when the deadline comes."""
+    """What a probe has achieved so far; read by whoever settles the run (thread or watchdog)."""
 
     started: float = field(default_factory=time.monotonic)
     connect_seconds: float | None = None
@@ -40,20 +46,27 @@ class Progress:
     observations: Observations = field(default_factory=Observations)
     parts_failed: dict[str, str] = field(default_factory=dict)
     finished_after: float | None = None
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class AliasProber:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, keep_connection: bool = True) -> None:
         self.target = target
+        self.keep_connection = keep_connection
         self.vendor_probe: VendorProbe | None = PROBES.get(target.vendor)
         self._secrets = secrets_of(target.settings)
         self._wrapper: Any = None
-        # Held while the connection is swapped or closed, so that `interrupt` from the runner's
-        # thread never touches a file descriptor that has been closed and reused.
+        # Guards _wrapper, _current and _retired against interrupt/retire from other threads.
         self._connection_lock = threading.Lock()
+        self._current: object | None = None
+        self._retired = False
 
-    def probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
+    def probe(
+        self, run: object, deadline_at: float, parts: frozenset[str], progress: Progress
+    ) -> None:
+        """Probe once for `run`; never raises. The connection is closed afterwards when it is
+        not to be kept, when it failed, or when the prober was retired meanwhile."""
+        with self._connection_lock:
+            self._current = run
         try:
             self._probe(deadline_at, parts, progress)
         except Exception as exc:
@@ -62,6 +75,11 @@ class AliasProber:
             self._discard_connection()
         finally:
             progress.finished_after = time.monotonic() - progress.started
+            with self._connection_lock:
+                self._current = None
+                retired = self._retired
+            if retired or not self.keep_connection:
+                self._discard_connection()
 
     def _probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
         if self.vendor_probe is None:
@@ -71,17 +89,17 @@ class AliasProber:
         wrapper = self._connection(deadline_at, progress)
         try:
             cursor = wrapper.cursor()
-            self._ping(cursor, progress)
+            self._ping(wrapper, cursor, deadline_at, progress)
         except Exception:
             if not reused or time.monotonic() >= deadline_at:
-                # Past the deadline the runner has interrupted us: a fresh connection would only
-                # keep the alias's lock for the driver's connect timeout.
+                # Past the deadline the watchdog has interrupted us: a fresh connection would
+                # only keep the alias busy for the driver's connect timeout.
                 raise
             # The kept connection went bad (server restarted, idle timeout): one fresh try.
             self._discard_connection()
             wrapper = self._connection(deadline_at, progress)
             cursor = wrapper.cursor()
-            self._ping(cursor, progress)
+            self._ping(wrapper, cursor, deadline_at, progress)
         with cursor:
             observations = progress.observations
             if SERVER_PART in parts:
@@ -96,10 +114,11 @@ class AliasProber:
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:
             return self._wrapper
-        remaining = max(0.05, deadline_at - time.monotonic())
-        settings = self.vendor_probe.connection_settings(self.target.settings, remaining)
+        # Driver timeouts and server-side statement timeouts follow the alias's own deadline,
+        # the one deadline every probe of it runs under, whoever asked for the probe.
+        settings = self.vendor_probe.connection_settings(self.target.settings, self.target.deadline)
         wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.target.alias)
-        # Probes of one alias run one at a time but not always on the same thread.
+        # Runs of one alias follow each other but not always on the same thread.
         wrapper.inc_thread_sharing()
         with self._connection_lock:
             self._wrapper = wrapper
@@ -109,7 +128,8 @@ class AliasProber:
         self.vendor_probe.prepare_connection(wrapper, self.target.deadline)
         return wrapper
 
-    def _ping(self, cursor: Any, progress: Progress) -> None:
+    def _ping(self, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress) -> None:
+        self.vendor_probe.start_probe(wrapper, max(0.0, deadline_at - time.monotonic()))
         started = time.monotonic()
         self.vendor_probe.ping(cursor)
         progress.ping_seconds = time.monotonic() - started
@@ -164,9 +184,11 @@ class AliasProber:
         if wrapper is None or not wrapper.is_usable():
             raise error
 
-    def interrupt(self) -> None:
-        """Called from the runner's thread when this alias's deadline has passed."""
+    def interrupt(self, run: object) -> None:
+        """Wake `run`'s probe thread, blocked past its deadline; a no-op for any other run."""
         with self._connection_lock:
+            if self._current is not run:
+                return
             raw = getattr(self._wrapper, "connection", None)
             if raw is not None and self.vendor_probe is not None:
                 try:
@@ -174,14 +196,19 @@ class AliasProber:
                 except Exception:
                     logger.debug("interrupting %s failed", self.target.alias, exc_info=True)
 
+    def retire(self) -> None:
+        """Close the connection now if no probe uses it, else when that probe ends."""
+        with self._connection_lock:
+            self._retired = True
+            busy = self._current is not None
+        if not busy:
+            self._discard_connection()
+
     def _discard_connection(self) -> None:
         with self._connection_lock:
             wrapper, self._wrapper = self._wrapper, None
-            if wrapper is not None:
-                try:
-                    wrapper.close()
-                except Exception:
-                    logger.debug("closing %s failed", self.target.alias, exc_info=True)
-
-    def close(self) -> None:
-        self._discard_connection()
+        if wrapper is not None:
+            try:
+                wrapper.close()
+            except Exception:
+                logger.debug("closing %s failed", self.target.alias, exc_info=True)

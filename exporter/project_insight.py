@@ -24,7 +24,7 @@ from django.db.migrations.operations.models import ModelOperation
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
-from exporter.results import ProjectReading, UnmanagedTable
+from exporter.state import ProjectReading, UnmanagedTable
 
 MigrationKey = tuple[str, str]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.project_insight import ProjectLayout, project_layout
-from exporter.results import ServiceState
+from exporter.state import ServiceState
 from exporter.targets import Target
 
 

@@ -3,7 +3,7 @@
 import time
 from dataclasses import asdict, dataclass
 
-from exporter.results import AliasState, ServiceState
+from exporter.state import AliasState, ServiceState
 from exporter.targets import Target
 
 
@@ -72,5 +72,7 @@ def alias_report(target: Target, state: AliasState | None, now: float) -> AliasR
         top_statement=top.query if top else None,
         top_statement_mean_seconds=top.mean_seconds if top else None,
         statements_problem=state.statements_problem if up else None,
-        last_success_age_seconds=(now - state.last_success) if state.last_success else None,
+        last_success_age_seconds=(
+            max(0.0, now - state.last_success) if state.last_success else None
+        ),
     )

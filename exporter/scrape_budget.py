@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from exporter.targets import service_options
 
 MINIMUM_BUDGET = 0.1
+# Prometheus caps scrape timeouts at the scrape interval; anything beyond an hour is a bad header.
+MAXIMUM_BUDGET = 3600.0
 
 
 def budget_from_headers(headers: Mapping[str, str]) -> float | None:
@@ -18,4 +20,5 @@ def budget_from_headers(headers: Mapping[str, str]) -> float | None:
         return None
     if not math.isfinite(timeout) or timeout <= 0:
         return None
-    return max(MINIMUM_BUDGET, timeout - service_options().scrape_timeout_margin)
+    budget = min(timeout, MAXIMUM_BUDGET) - service_options().scrape_timeout_margin
+    return max(MINIMUM_BUDGET, budget)

@@ -19,6 +19,7 @@ from exporter.option_types import (
     key_names,
     non_negative_number,
     positive_number,
+    positive_whole_number,
     validated,
 )
 
@@ -48,6 +49,7 @@ class ServiceOptions:
     refresh_interval: float
     min_interval: float
     scrape_timeout_margin: float
+    max_connections_per_server: int
 
 
 def global_options() -> dict[str, Any]:
@@ -63,6 +65,9 @@ def service_options() -> ServiceOptions:
         min_interval=non_negative_number(options["min_interval"], "min_interval"),
         scrape_timeout_margin=non_negative_number(
             options["scrape_timeout_margin"], "scrape_timeout_margin"
+        ),
+        max_connections_per_server=positive_whole_number(
+            options["max_connections_per_server"], "max_connections_per_server"
         ),
     )
 

@@ -10,7 +10,7 @@ from exporter.exposition import encode
 from exporter.metrics import StateCollector
 from exporter.project_metrics import ProjectCollector
 from exporter.report import build_report
-from exporter.runner import current_state
+from exporter.probe_service import current_state
 from exporter.scrape_budget import budget_from_headers
 from exporter.targets import load_targets, target_by_alias
 

@@ -1,4 +1,4 @@
-"""Fixtures that point the exporter at real servers: a runner harness and Django-level settings."""
+"""Fixtures that point the exporter at real servers: a probe-service harness and Django settings."""
 
 import subprocess
 from collections.abc import Callable, Iterator
@@ -13,20 +13,19 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import StateCollector
-from exporter.results import ServiceState
-from exporter.runner import ProbeRunner
-from exporter.state_store import StateStore
+from exporter.probe_service import ProbeService
+from exporter.state import ServiceState
 from exporter.targets import ServiceOptions, Target, build_target
 
 
 @dataclass
 class Harness:
     targets: tuple[Target, ...]
-    runner: ProbeRunner
+    service: ProbeService
     state: ServiceState | None = None
 
     def round(self, budget: float | None = None) -> ServiceState:
-        self.state = self.runner.state_for(self.targets, budget)
+        self.state = self.service.snapshot(self.targets, budget)
         return self.state
 
     def exposition(self) -> str:
@@ -57,24 +56,25 @@ def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
         *,
         refresh_interval: float = 60.0,
         min_interval: float = 0.0,
+        max_connections_per_server: int = 16,
         **alias_options: Any,
     ) -> Harness:
         targets = tuple(
             build_target(alias, entry, alias_options) for alias, entry in databases.items()
         )
-        store = StateStore(tmp_path / f"state-{len(harnesses)}")
         options = ServiceOptions(
             refresh_interval=refresh_interval,
             min_interval=min_interval,
             scrape_timeout_margin=0.5,
+            max_connections_per_server=max_connections_per_server,
         )
-        harness = Harness(targets=targets, runner=ProbeRunner(store, options))
+        harness = Harness(targets=targets, service=ProbeService(targets, options))
         harnesses.append(harness)
         return harness
 
     yield make
     for harness in harnesses:
-        harness.runner.close()
+        harness.service.close()
 
 
 @pytest.fixture
@@ -86,7 +86,6 @@ def exporter_settings(tmp_path: Path) -> Iterator[Callable[..., None]]:
         override = override_settings(
             DATABASES={"default": {}, **databases} if "default" not in databases else databases,
             DBHEALTH_DEFAULTS={"min_interval": 0.0, **defaults},
-            DBHEALTH_STATE_DIR=str(tmp_path / "django-state"),
             DBHEALTH_ALIASES=list(databases),
             ALLOWED_HOSTS=["testserver"],
         )

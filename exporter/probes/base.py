@@ -2,7 +2,7 @@
 
 A vendor probe only knows its SQL and its driver's quirks; opening connections, timing, deadlines
 and bookkeeping are the prober's job (exporter/prober.py). Every method runs in the probe thread
-except `interrupt`, which the runner calls from another thread when a deadline passes.
+except `interrupt`, which the watchdog calls from its own thread when a deadline passes.
 """
 
 import math
@@ -11,7 +11,7 @@ import socket
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from exporter.results import Observations, Statement
+from exporter.state import Observations, Statement
 
 
 class StatementsUnavailable(Exception):
@@ -27,6 +27,9 @@ class VendorProbe(ABC):
 
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:  # noqa: B027
         """Run once on every new connection, before the first probe query; most need nothing."""
+
+    def start_probe(self, wrapper: Any, remaining: float) -> None:  # noqa: B027
+        """Run before every probe with the seconds left until its deadline; most need nothing."""
 
     def ping(self, cursor: Any) -> None:
         cursor.execute("SELECT 1")

@@ -4,7 +4,7 @@ import copy
 from typing import Any, ClassVar
 
 from exporter.probes.base import StatementsUnavailable, VendorProbe, driver_error, whole_seconds
-from exporter.results import Observations, Statement
+from exporter.state import Observations, Statement
 
 COMMAND_STATES = {"Sleep": "idle", "Query": "active", "Execute": "active"}
 BACKGROUND_USERS = ("system user", "event_scheduler")
@@ -40,8 +40,9 @@ ERRNO_REASONS = {
     1370: "permission",
     1049: "config",
     2005: "dns",
-    1040: "refused",
-    1203: "refused",
+    1040: "connection_limit",
+    1203: "connection_limit",
+    1226: "connection_limit",
     1969: "timeout",
     3024: "timeout",
 }
@@ -55,7 +56,7 @@ class MySQLProbe(VendorProbe):
         options = result["OPTIONS"]
         seconds = whole_seconds(deadline)
         options["connect_timeout"] = seconds
-        # Backstops only: the runner interrupts a blocked read at the deadline itself.
+        # Backstops only: the watchdog interrupts a blocked read at the deadline itself.
         options["read_timeout"] = seconds + 1
         options["write_timeout"] = seconds + 1
         result["CONN_MAX_AGE"] = None

@@ -4,7 +4,7 @@ import copy
 from typing import Any, ClassVar
 
 from exporter.probes.base import StatementsUnavailable, VendorProbe, driver_error, whole_seconds
-from exporter.results import Observations, Statement
+from exporter.state import Observations, Statement
 
 # One round trip for everything cheap; lag is 0 when the replica has replayed all it received,
 # otherwise the age of the last replayed transaction.
@@ -48,7 +48,7 @@ SQLSTATE_REASONS = {
     "42501": "permission",
     "57014": "timeout",
     "55P03": "timeout",
-    "53300": "refused",
+    "53300": "connection_limit",
     "57P03": "refused",
 }
 
@@ -150,5 +150,5 @@ class PostgreSQLProbe(VendorProbe):
         if isinstance(cause, psycopg.ProgrammingError) or "invalid dsn" in text:
             return "config"
         if "too many clients" in text or "remaining connection slots" in text:
-            return "refused"
+            return "connection_limit"
         return None

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
 from exporter.probes.base import VendorProbe, driver_error
-from exporter.results import Observations
+from exporter.state import Observations
 
 WAL_FORMAT = 2
 HEADER_MAGIC = b"SQLite format 3\x00"
@@ -36,6 +36,10 @@ class SQLiteProbe(VendorProbe):
             result["NAME"] = f"file:{quote(str(path))}?{mode}"
         result["OPTIONS"]["timeout"] = max(0.05, deadline)
         return result
+
+    def start_probe(self, wrapper: Any, remaining: float) -> None:
+        # A lock held by a writer makes SQLite wait in its busy handler: never past the deadline.
+        wrapper.connection.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
 
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         observations.version = sqlite3.sqlite_version

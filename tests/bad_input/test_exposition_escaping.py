@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config_file import MAX_ALIAS_LENGTH
 from exporter.exposition import encode
 from exporter.metrics import MAX_LABEL_LENGTH, StateCollector, label_text
-from exporter.results import AliasState, ServiceState, Statement
+from exporter.state import AliasState, ServiceState, Statement
 from exporter.targets import build_target
 from tests.exporter_fixtures import promtool_check_metrics
 
@@ -51,7 +51,7 @@ def rendered(alias: str, host: str, database: str, texts: list[str]) -> tuple[st
         aliases={
             alias: AliasState(
                 up=True,
-                probed_at=now,
+                checked_at=now,
                 last_success=now,
                 version=texts[0] if texts else "16",
                 connections={text[:20] or "idle": 1 for text in texts[:3]},

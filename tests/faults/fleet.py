@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.results import AliasState, ServiceState
+from exporter.state import AliasState, ServiceState
 from tests.exporter_fixtures import Harness
 from tests.support.mariadb import MariaDBServer
 from tests.support.postgres import PostgresServer
@@ -31,7 +31,7 @@ MARIADB_WATCHER = "fleet_watch"
 
 
 def probe_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("dbhealth-probe-")]
+    return [t for t in threading.enumerate() if t.name.startswith("dbhealth-")]
 
 
 def wait_for_probe_threads() -> None:
@@ -108,7 +108,6 @@ class Fleet:
         return next(t.deadline for t in self.harness.targets if t.alias == self.faulted)
 
     def scrape(self) -> ServiceState:
-        started_wall = time.time()
         started = time.monotonic()
         state = self.harness.round()
         elapsed = time.monotonic() - started
@@ -117,7 +116,7 @@ class Fleet:
         for alias in HEALTHY:
             healthy = state.aliases[alias]
             assert healthy.up, (alias, healthy.reason, healthy.message)
-            assert healthy.probed_at >= started_wall, f"{alias} was not probed in this round"
+            assert healthy.checked_at >= started, f"{alias} was not probed in this round"
             assert self.harness.value("dbhealth_up", alias=alias, vendor=vendor_of(alias)) == 1
         return state
 
@@ -143,7 +142,7 @@ class Fleet:
 
     def finish(self) -> None:
         """Nothing left behind: threads, file descriptors, connections on the healthy servers."""
-        self.harness.runner.close()
+        self.harness.service.close()
         wait_for_probe_threads()
         assert threading.active_count() == self.threads_before
         # Failed connection attempts can sit in reference cycles with their tracebacks.

@@ -27,7 +27,7 @@ def test_postgres_max_connections_exhausted_by_other_clients(make_fleet, make_po
                     password=password,
                 )
             )
-        down = fleet.expect_down("refused")
+        down = fleet.expect_down("connection_limit")
         assert "reserved" in down.message
     fleet.expect_up()
     fleet.finish()
@@ -71,7 +71,7 @@ def test_mariadb_max_connections_exhausted_by_other_clients(make_fleet, make_mar
                 host=server.host, port=server.port, user="crowd", password=crowd_password
             )
             crowd.callback(connection.close)
-        down = fleet.expect_down("refused")
+        down = fleet.expect_down("connection_limit")
         assert "Too many connections" in down.message
     fleet.expect_up()
     fleet.finish()
@@ -120,4 +120,19 @@ def test_locked_statements_view_hits_the_server_side_statement_timeout(make_flee
 
     fleet.scrape()
     assert fleet.faulted_state().statements_at > collected
+    fleet.finish()
+
+
+def test_mariadb_user_connection_limit_is_its_own_reason(make_fleet, make_mariadb) -> None:
+    server = make_mariadb()
+    password = server.create_user("capped", grants=("PROCESS ON *.*", "SELECT ON legacy.*"))
+    server.sql("ALTER USER capped@'%' WITH MAX_USER_CONNECTIONS 1")
+    fleet: Fleet = make_fleet("crowded", server.django_settings("legacy", "capped", password))
+    holder = MySQLdb.connect(host=server.host, port=server.port, user="capped", password=password)
+    try:
+        down = fleet.expect_down("connection_limit")
+        assert "max_user_connections" in down.message
+    finally:
+        holder.close()
+    fleet.expect_up()
     fleet.finish()

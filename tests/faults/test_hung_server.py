@@ -23,7 +23,7 @@ def test_server_hung_mid_probe(vendor, make_fleet, make_postgres, make_mariadb) 
     assert fleet.faulted_state().up
 
     server.pause()
-    # The kept connection is blocked in a read: the runner interrupts it at the deadline.
+    # The kept connection is blocked in a read: the watchdog interrupts it at the deadline.
     down = fleet.expect_down("timeout")
     assert "deadline" in down.message
     fleet.expect_down("timeout")

@@ -5,7 +5,7 @@ import json as json_module
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exporter.report import AliasReport, build_report
-from exporter.runner import current_state
+from exporter.probe_service import current_state
 from exporter.targets import load_targets
 
 EXIT_USAGE = 1

@@ -66,7 +66,7 @@ def test_without_performance_schema_privilege_the_alias_stays_up(mariadb, make_h
 
 def test_the_probe_session_is_read_only(legacy):
     legacy.round()
-    prober = legacy.runner._probers["legacy"]  # the connection the probes keep
+    prober = legacy.service._probers["legacy"]  # the connection the probes keep
     with prober._wrapper.cursor() as cursor:
         cursor.execute("SELECT @@session.tx_read_only")
         assert cursor.fetchone()[0] == 1

@@ -108,7 +108,7 @@ def test_replica_reports_its_role_and_lag_that_grows_while_replay_is_paused(
 def test_the_probe_session_is_read_only_and_named(primary):
     primary.round()
     harness = primary
-    prober = harness.runner._probers["main"]  # the connection the probes keep
+    prober = harness.service._probers["main"]  # the connection the probes keep
     with prober._wrapper.cursor() as cursor:
         cursor.execute("SHOW default_transaction_read_only")
         assert cursor.fetchone()[0] == "on"

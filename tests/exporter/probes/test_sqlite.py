@@ -61,7 +61,7 @@ def test_the_probe_creates_no_file_and_changes_no_byte(tmp_path, make_harness, w
     harness = make_harness({"cache": entry(path)}, refresh_interval=0.0)
     for _ in range(3):
         assert harness.round().aliases["cache"].up
-    harness.runner.close()
+    harness.service.close()
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith("state")}
     assert after == before
 

@@ -1,0 +1,134 @@
+"""Plain records of what probes saw: per alias, kept in memory by the one probe service.
+
+An AliasState is never changed once published: recording a probe builds a new one and swaps it in
+under the service's lock, so a scrape that holds a snapshot reads a consistent record without any
+lock of its own. Times that decide freshness are monotonic (a stepped wall clock cannot stop or
+force probing); wall-clock times exist only to be exported as timestamps.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+REASONS = (
+    "timeout",
+    "refused",
+    "dns",
+    "auth",
+    "config",
+    "permission",
+    "connection_limit",
+    "error",
+)
+EXPENSIVE_PARTS = ("size", "statements", "project")
+# Read on every round, but through one alias per server: the facts below describe the server.
+SERVER_PART = "server"
+SERVER_FACTS = (
+    "version",
+    "connections",
+    "connections_max",
+    "replica",
+    "replica_connected",
+    "replication_lag_seconds",
+)
+
+
+@dataclass
+class Statement:
+    queryid: str
+    query: str
+    calls: int
+    total_seconds: float
+    mean_seconds: float
+    rows: int
+
+
+@dataclass
+class UnmanagedTable:
+    app_label: str
+    model: str
+    table: str
+    present: bool
+
+
+@dataclass
+class ProjectReading:
+    """What an alias holds of the Django project: see exporter/project_insight.py."""
+
+    migrations_pending: int
+    unmanaged_tables: list[UnmanagedTable]
+
+
+@dataclass
+class Observations:
+    """What the vendor queries read on one probe; None means 'not read this time'."""
+
+    version: str | None = None
+    connections: dict[str, int] | None = None
+    connections_max: int | None = None
+    replica: bool | None = None
+    replica_connected: bool | None = None
+    replication_lag_seconds: float | None = None
+    size_bytes: float | None = None
+    statements: list[Statement] | None = None
+    statements_available: bool | None = None
+    statements_problem: str | None = None
+    project: ProjectReading | None = None
+
+
+@dataclass
+class ProbeOutcome:
+    """One probe of one alias, as it ended or as it stood when its deadline came."""
+
+    up: bool
+    reason: str | None = None
+    message: str | None = None
+    probe_seconds: float = 0.0
+    connect_seconds: float | None = None
+    ping_seconds: float | None = None
+    observations: Observations = field(default_factory=Observations)
+    # True when this outcome read the server's facts (see SERVER_FACTS) itself.
+    read_server: bool = False
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """The last facts read of one server, shared by every alias on it."""
+
+    values: dict[str, object]
+    read_at: float  # monotonic
+
+
+@dataclass
+class AliasState(Observations):
+    """Everything remembered about an alias: the latest observations, when the expensive ones
+    were read, the last probe's outcome and the counters. Published copies are never changed."""
+
+    up: bool = False
+    reason: str | None = None
+    message: str | None = None
+    checked_at: float = 0.0  # monotonic: when the last probe (or stuck-probe check) was recorded
+    probe_seconds: float | None = None
+    connect_seconds: float | None = None
+    ping_seconds: float | None = None
+    last_success: float | None = None  # wall clock, exported
+    failures: dict[str, int] = field(default_factory=dict)
+    last_failure: dict[str, float] = field(default_factory=dict)  # wall clock, exported
+    size_at: float | None = None  # monotonic
+    statements_at: float | None = None  # monotonic
+    project_at: float | None = None  # monotonic
+
+    def evolve(self) -> "AliasState":
+        """A copy to build the next published state from; the counters are copied, nested
+        records (statements, project readings) are only ever replaced, so they are shared."""
+        mine = dataclasses.replace(self)
+        mine.failures = dict(self.failures)
+        mine.last_failure = dict(self.last_failure)
+        return mine
+
+
+@dataclass
+class ServiceState:
+    """A snapshot for one scrape: the aliases it asked for, as last recorded."""
+
+    rounds: int = 0
+    aliases: dict[str, AliasState] = field(default_factory=dict)

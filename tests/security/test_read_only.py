@@ -62,7 +62,7 @@ def test_postgres_superuser_probes_write_nothing(postgres, make_harness) -> None
     )
     for _ in range(3):
         assert harness.round().aliases["super"].up
-    harness.runner.close()
+    harness.service.close()
 
     # A backend reports its statistics when it exits; the counters are then final.
     statements = postgres.sql(
@@ -95,7 +95,7 @@ def test_mariadb_admin_probes_issue_no_write_statements(mariadb, make_harness) -
     )
     assert counts["statement/sql/select"] >= 3
     assert not {name for name in counts if name.split("/")[-1] in WRITE_STATEMENTS}, counts
-    harness.runner.close()
+    harness.service.close()
 
 
 def test_mariadb_probe_session_refuses_writes(mariadb) -> None:
@@ -146,7 +146,7 @@ def test_sqlite_files_stay_byte_for_byte_the_same(tmp_path, make_harness) -> Non
     for _ in range(3):
         state = harness.round()
         assert state.aliases["rollback"].up and state.aliases["wal"].up
-    harness.runner.close()
+    harness.service.close()
     assert directory_fingerprint(tmp_path) == before
 
 

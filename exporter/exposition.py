@@ -4,22 +4,37 @@ prometheus_client escapes every character of every sample name in Python (OpenMe
 every label name by regular expression, sample by sample: with 200 aliases and their top
 statements that was half of a scrape's CPU. Families whose names are plain legacy names, with no
 units, timestamps, exemplars or extra samples (all of dbhealth's own) need none of that, so they
-are written here directly; any other family is handed to prometheus_client itself. The output is
-byte for byte what prometheus_client writes (tests/exporter/test_exposition.py checks it).
+are written here directly; any other family is handed to prometheus_client itself. That holds for
+every name escaping that leaves plain names as they are: underscores and allow-utf-8 (what
+Prometheus 2 and 3 ask for) in both formats, and values in the text format. Under the others
+(dots doubles every underscore; OpenMetrics values prefixes every sample name with U__) the whole
+exposition is prometheus_client's. Either way the body is byte for byte what prometheus_client
+writes and the content type is its choose_encoder's (tests/exporter/test_exposition.py checks
+both); the writer relies on prometheus_client's internals, hence the pin in pyproject.toml.
 """
 
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
-from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client import exposition as text_exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES, VALUES
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+# Legacy names less the colon, which OpenMetrics with underscores escaping turns into _ in sample
+# names (not in # HELP and # TYPE). Reserved label names (__*) are refused where labels are checked.
 PLAIN_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 OPENMETRICS_EOF = b"# EOF\n"
+# The name escapings under which prometheus_client writes plain names, label names included, as
+# they are. Label values and help texts are escaped alike under every one of them.
+TEXT_ESCAPINGS = frozenset({UNDERSCORES, ALLOWUTF8, VALUES})
+OPENMETRICS_ESCAPINGS = frozenset({UNDERSCORES, ALLOWUTF8})
+# What choose_encoder binds: the escaping, and the OpenMetrics version, which only decides whether
+# native histogram samples (never written here) are written.
+ENCODER_KEYWORDS = frozenset({"escaping", "version"})
 
 
 class LineFamily(Metric):
@@ -84,17 +99,28 @@ class Single:
 
 def encode(registry, accept_header: str) -> tuple[bytes, str]:
     """The body and content type prometheus_client's choose_encoder would give."""
-    encoder, content_type = choose_encoder(accept_header)
-    if encoder is generate_latest:
+    encoder, content_type = text_exposition.choose_encoder(accept_header)
+    if escaping_of(encoder, text_exposition.generate_latest) in TEXT_ESCAPINGS:
         return render(registry, text_family, encoder), content_type
-    if (
-        isinstance(encoder, partial)
-        and encoder.func is openmetrics_exposition.generate_latest
-        and encoder.keywords.get("escaping") == openmetrics_exposition.UNDERSCORES
-    ):
+    if escaping_of(encoder, openmetrics_exposition.generate_latest) in OPENMETRICS_ESCAPINGS:
         body = render(registry, openmetrics_family, strip_eof(encoder))
         return body + OPENMETRICS_EOF, content_type
     return encoder(registry), content_type
+
+
+def escaping_of(encoder: Callable, writer: Callable) -> str | None:
+    """The name escaping `encoder` writes with when it is `writer` itself or `writer` bound to
+    no more than an escaping and a version; None for any other encoder."""
+    if encoder is writer:
+        return UNDERSCORES  # Both writers' default.
+    if (
+        isinstance(encoder, partial)
+        and encoder.func is writer
+        and not encoder.args
+        and encoder.keywords.keys() <= ENCODER_KEYWORDS
+    ):
+        return encoder.keywords.get("escaping", UNDERSCORES)
+    return None
 
 
 def strip_eof(encoder: Callable) -> Callable:
@@ -113,7 +139,8 @@ def render(registry, fast: Callable[[Metric], str | None], fallback: Callable) -
 
 
 def plain(metric: Metric, sample_name: str | None) -> bool:
-    """True when no escaping could change anything and every sample is a plain one.
+    """True when the escapings written here leave every name as it is (plain names: no colons, no
+    reserved __ label names), there is no unit and every sample is a plain one.
 
     With a sample_name, every sample must carry that name; otherwise any plain name will do.
     """
@@ -158,8 +185,9 @@ def escape_value(value: str) -> str:
 
 
 def text_family(metric: Metric) -> str | None:
-    """Prometheus text format 0.0.4, gauges and counters only: the format renames the other
-    types and moves their _created samples into families of their own."""
+    """Prometheus text format (0.0.4, or 1.0.0, which differs only by its name escaping), gauges
+    and counters only: the format renames the other types and moves their _created samples into
+    families of their own."""
     if metric.type not in ("gauge", "counter"):
         return None
     name = metric.name + "_total" if metric.type == "counter" else metric.name

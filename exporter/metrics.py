@@ -154,6 +154,11 @@ class Families:
             "Normalized, cut text of a top statement.",
             labels=["alias", "queryid", "query"],
         )
+        self.part_failures = counter(
+            "dbhealth_part_failures",
+            "Optional parts (size, statements, project) that could not be read, by reason.",
+            labels=["alias", "part", "reason"],
+        )
         self.part_age = gauge(
             "dbhealth_part_age_seconds",
             "Age of the cached expensive parts (size, statements).",
@@ -176,6 +181,8 @@ class Families:
             self.ping_duration.add_metric([alias], state.ping_seconds)
         for reason in REASONS:
             self.failures.add_metric([alias, reason], state.failures.get(reason, 0))
+        for (part, reason), count in sorted(state.part_failures.items()):
+            self.part_failures.add_metric([alias, part, reason], count)
         for reason, when in sorted(state.last_failure.items()):
             self.last_failure.add_metric([alias, reason], when)
         if state.last_success is not None:

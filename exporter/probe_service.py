@@ -114,7 +114,8 @@ def facts_key(target: Target) -> tuple[str, ...]:
 
 
 class Watchdog:
-    """One thread that calls `on_deadline(run)` for every watched run whose deadline passes."""
+    """One thread that calls `on_deadline(run)` when a watched time of a run passes, unless the
+    run's thread has ended by then."""
 
     def __init__(self, on_deadline: Callable[[ProbeRun], None]) -> None:
         self._on_deadline = on_deadline
@@ -123,9 +124,9 @@ class Watchdog:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, run: ProbeRun) -> None:
+    def watch(self, run: ProbeRun, at: float) -> None:
         with self._condition:
-            heapq.heappush(self._queue, (run.deadline_at, next(self._order), run))
+            heapq.heappush(self._queue, (at, next(self._order), run))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="dbhealth-watchdog", daemon=True
@@ -146,7 +147,7 @@ class Watchdog:
                         run = heapq.heappop(self._queue)[2]
                         break
                     self._condition.wait(wait)
-            if not run.settled.is_set():
+            if not run.ended.is_set():
                 try:
                     self._on_deadline(run)
                 except Exception:
@@ -239,7 +240,7 @@ class ProbeService:
             self._runs[target.alias] = run
             runs.append(run)
         for run in runs:
-            self._watchdog.watch(run)
+            self._watchdog.watch(run, run.deadline_at)
             threading.Thread(
                 target=self._probe, args=(run,), name=f"dbhealth-probe-{run.target.alias}"
             ).start()
@@ -316,12 +317,20 @@ class ProbeService:
                 run.settled.set()
 
     def _deadline_passed(self, run: ProbeRun) -> None:
-        """The watchdog's call: settle the run as it stands, then wake its thread."""
+        """The watchdog's call: settle the run as it stands, then wake its thread.
+
+        An alias that answered its ping is only slow in an optional read, which the server's own
+        statement timeout ends: its connection is cut only if its thread has not ended one more
+        deadline later. Cutting it at once made a far-away alias reconnect on every probe.
+        """
         with self._lock:
-            if run.settled.is_set():
-                return
-            self._record(run.target, deadline_outcome(run))
-            run.settled.set()
+            first_call = not run.settled.is_set()
+            if first_call:
+                self._record(run.target, deadline_outcome(run))
+                run.settled.set()
+        if first_call and run.progress.answered:
+            self._watchdog.watch(run, run.deadline_at + run.target.deadline)
+            return
         run.prober.interrupt(run)
 
     # -- recording ---------------------------------------------------------------------------
@@ -376,7 +385,11 @@ def finished_outcome(progress: Progress, read_server: bool) -> ProbeOutcome:
     }
     if progress.error_reason is None:
         return ProbeOutcome(
-            up=True, observations=progress.observations, read_server=read_server, **common
+            up=True,
+            observations=progress.observations,
+            read_server=read_server,
+            parts_failed=dict(progress.parts_failed),
+            **common,
         )
     return ProbeOutcome(
         up=False, reason=progress.error_reason, message=progress.error_message, **common
@@ -393,7 +406,12 @@ def deadline_outcome(run: ProbeRun) -> ProbeOutcome:
     if progress.answered:
         # It answered the ping; only the slower reads ran out of time. Report what was read;
         # the server facts, possibly half read, come from the server's last full reading.
-        return ProbeOutcome(up=True, observations=answered_observations(progress), **common)
+        observed = answered_observations(progress)
+        failed = dict(progress.parts_failed)
+        for part in EXPENSIVE_PARTS:
+            if part in run.parts and part not in failed and not part_read(observed, part):
+                failed[part] = ("timeout", "the deadline passed while reading it")
+        return ProbeOutcome(up=True, observations=observed, parts_failed=failed, **common)
     if run.waiting_for is not None:
         return waited_outcome(run)
     message = f"no answer within the {run.target.deadline:.2f} s deadline"
@@ -406,6 +424,14 @@ def answered_observations(progress: Progress) -> Observations:
     for fact in SERVER_FACTS:
         setattr(observed, fact, None)
     return observed
+
+
+def part_read(observed: Observations, part: str) -> bool:
+    if part == "size":
+        return observed.size_bytes is not None
+    if part == "statements":
+        return observed.statements_available is not None
+    return observed.project is not None
 
 
 def waited_outcome(run: ProbeRun) -> ProbeOutcome:
@@ -442,12 +468,24 @@ def apply_outcome(state: AliasState, outcome: ProbeOutcome, wall: float, now: fl
     if observed.statements_available is not None:
         state.statements_available = observed.statements_available
         state.statements_problem = observed.statements_problem
-    if observed.statements is not None:
+        # Known to be unavailable (no extension, no privilege): asked again only after
+        # refresh_interval, not on every probe.
         state.statements = observed.statements
         state.statements_at = now
     if observed.project is not None:
         state.project = observed.project
         state.project_at = now
+    for part in EXPENSIVE_PARTS:
+        if part in outcome.parts_failed:
+            state.failing_parts[part] = outcome.parts_failed[part][1]
+        elif part_read(observed, part):
+            state.failing_parts.pop(part, None)
+    for part, (reason, _) in outcome.parts_failed.items():
+        key = (part, reason)
+        state.part_failures[key] = state.part_failures.get(key, 0) + 1
+        if part == "statements":
+            # Old statements are not shown as current: a failed read drops them.
+            state.statements = None
 
 
 def apply_facts(state: AliasState, facts: ServerFacts) -> None:
@@ -460,6 +498,12 @@ def apply_facts(state: AliasState, facts: ServerFacts) -> None:
 
 def log_change(target: Target, previous: AliasState | None, state: AliasState) -> None:
     """One line per change of an alias's condition, never per probe; messages are redacted."""
+    was_failing = previous.failing_parts if previous is not None else {}
+    for part, message in state.failing_parts.items():
+        if part not in was_failing:
+            logger.warning("alias %s: its %s cannot be read: %s", target.alias, part, message)
+    for part in was_failing.keys() - state.failing_parts.keys():
+        logger.info("alias %s: its %s can be read again", target.alias, part)
     if previous is not None and previous.up == state.up and previous.reason == state.reason:
         return
     if state.up:

@@ -23,7 +23,7 @@ from exporter.failures import classify
 from exporter.probes import PROBES, StatementsUnavailable, VendorProbe
 from exporter.project_insight import read_project
 from exporter.redaction import redact, secrets_of
-from exporter.state import SERVER_PART, Observations
+from exporter.state import EXPENSIVE_PARTS, SERVER_PART, Observations
 from exporter.targets import Target
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class Progress:
     error_reason: str | None = None
     error_message: str | None = None
     observations: Observations = field(default_factory=Observations)
-    parts_failed: dict[str, str] = field(default_factory=dict)
+    # part -> (reason, message) for optional parts that could not be read this time
+    parts_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
     finished_after: float | None = None
 
 
@@ -101,15 +102,47 @@ class AliasProber:
             cursor = wrapper.cursor()
             self._ping(wrapper, cursor, deadline_at, progress)
         with cursor:
-            observations = progress.observations
             if SERVER_PART in parts:
-                probe.read_server(wrapper, cursor, observations)
-            if "size" in parts:
-                self._read_size(wrapper, cursor, progress)
-            if "statements" in parts:
-                self._read_statements(wrapper, cursor, deadline_at, progress)
-            if "project" in parts:
-                self._read_project(wrapper, cursor, progress)
+                probe.read_server(wrapper, cursor, progress.observations)
+            for part in EXPENSIVE_PARTS:
+                if part in parts:
+                    self._read_part(part, wrapper, cursor, deadline_at, progress)
+
+    def _read_part(
+        self, part: str, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress
+    ) -> None:
+        """An optional part: skipped when it cannot fit before the deadline (so that running
+        out of time never costs the alias its state or its connection), marked failed when it
+        fails, and fatal only when it broke the connection."""
+        remaining = deadline_at - time.monotonic()
+        # Round trips are what a far-away server makes slow: keep two of them in hand.
+        if remaining <= SERVER_TIMEOUT_HEADROOM + 2 * (progress.ping_seconds or 0.0):
+            progress.parts_failed[part] = ("timeout", "no time left before the deadline")
+            return
+        observations = progress.observations
+        try:
+            if part == "size":
+                observations.size_bytes = self.vendor_probe.read_size(wrapper, cursor)
+            elif part == "statements":
+                statements = self.vendor_probe.read_statements(
+                    wrapper,
+                    cursor,
+                    self.target.statement_top_n,
+                    self.target.statement_text_length,
+                    remaining - SERVER_TIMEOUT_HEADROOM,
+                )
+                if statements is not None:  # None: the vendor keeps no such statistics
+                    observations.statements = statements
+                    observations.statements_available = True
+            else:
+                observations.project = read_project(wrapper, cursor, self.target.alias)
+        except StatementsUnavailable as exc:
+            observations.statements_available = False
+            observations.statements_problem = str(exc)
+        except Exception as exc:
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            progress.parts_failed[part] = (classify(exc, self.vendor_probe), message)
+            self._raise_if_connection_broken(exc)
 
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:
@@ -134,50 +167,6 @@ class AliasProber:
         self.vendor_probe.ping(cursor)
         progress.ping_seconds = time.monotonic() - started
         progress.answered = True
-
-    def _read_size(self, wrapper: Any, cursor: Any, progress: Progress) -> None:
-        try:
-            progress.observations.size_bytes = self.vendor_probe.read_size(wrapper, cursor)
-        except Exception as exc:
-            progress.parts_failed["size"] = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            self._raise_if_connection_broken(exc)
-
-    def _read_project(self, wrapper: Any, cursor: Any, progress: Progress) -> None:
-        try:
-            progress.observations.project = read_project(wrapper, cursor, self.target.alias)
-        except Exception as exc:
-            progress.parts_failed["project"] = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-            self._raise_if_connection_broken(exc)
-
-    def _read_statements(
-        self, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress
-    ) -> None:
-        observations = progress.observations
-        timeout = deadline_at - time.monotonic() - SERVER_TIMEOUT_HEADROOM
-        if timeout <= 0:
-            progress.parts_failed["statements"] = "no time left before the deadline"
-            return
-        try:
-            statements = self.vendor_probe.read_statements(
-                wrapper,
-                cursor,
-                self.target.statement_top_n,
-                self.target.statement_text_length,
-                timeout,
-            )
-        except StatementsUnavailable as exc:
-            observations.statements_available = False
-            observations.statements_problem = str(exc)
-            return
-        except Exception as exc:
-            progress.parts_failed["statements"] = redact(
-                f"{type(exc).__name__}: {exc}", self._secrets
-            )
-            self._raise_if_connection_broken(exc)
-            return
-        if statements is not None:
-            observations.statements = statements
-            observations.statements_available = True
 
     def _raise_if_connection_broken(self, error: Exception) -> None:
         wrapper = self._wrapper

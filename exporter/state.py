@@ -88,6 +88,8 @@ class ProbeOutcome:
     observations: Observations = field(default_factory=Observations)
     # True when this outcome read the server's facts (see SERVER_FACTS) itself.
     read_server: bool = False
+    # Optional parts that could not be read this time: part -> (reason, message).
+    parts_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ class AliasState(Observations):
     last_success: float | None = None  # wall clock, exported
     failures: dict[str, int] = field(default_factory=dict)
     last_failure: dict[str, float] = field(default_factory=dict)  # wall clock, exported
+    # Optional parts failing now (part -> message), and how often each failed, by reason.
+    failing_parts: dict[str, str] = field(default_factory=dict)
+    part_failures: dict[tuple[str, str], int] = field(default_factory=dict)
     size_at: float | None = None  # monotonic
     statements_at: float | None = None  # monotonic
     project_at: float | None = None  # monotonic
@@ -123,6 +128,8 @@ class AliasState(Observations):
         mine = dataclasses.replace(self)
         mine.failures = dict(self.failures)
         mine.last_failure = dict(self.last_failure)
+        mine.failing_parts = dict(self.failing_parts)
+        mine.part_failures = dict(self.part_failures)
         return mine
 
 

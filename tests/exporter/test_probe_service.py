@@ -5,6 +5,8 @@ Time bounds below are derived from the deadline with generous slack (a busy 2-co
 not make them flake); waits are for events, not for wall-clock thresholds.
 """
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +24,26 @@ SLACK = 1.5
 def pg_connections_from_exporter(server) -> int:
     rows = server.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbhealth'")
     return rows[0][0]
+
+
+def open_connections_to(port: int) -> int:
+    """Established TCP connections from this process to `port`, seen from the client side
+    (the server still lists a closed connection's backend for a moment while it exits)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                ours.add(target[8:-1])
+    count = 0
+    with open("/proc/self/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            remote_port = int(fields[2].split(":")[1], 16)
+            if remote_port == port and fields[3] == "01" and fields[9] in ours:
+                count += 1
+    return count
 
 
 def probe_threads(alias: str) -> list[threading.Thread]:
@@ -236,7 +258,7 @@ def test_the_connection_cap_per_server_holds_and_the_aliases_beyond_it_stay_up(
     def watch() -> None:
         nonlocal most
         while not stop.is_set():
-            most = max(most, pg_connections_from_exporter(server))
+            most = max(most, open_connections_to(server.port))
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -249,7 +271,8 @@ def test_the_connection_cap_per_server_holds_and_the_aliases_beyond_it_stay_up(
         watcher.join()
     assert 1 <= most <= 2
     # One alias keeps its connection; the others connected for their probe and closed again.
-    assert pg_connections_from_exporter(server) == 1
+    assert open_connections_to(server.port) == 1
+    assert wait_until(lambda: pg_connections_from_exporter(server) == 1, timeout=5)
 
 
 def test_an_interrupted_probe_ends_instead_of_reconnecting(make_postgres, make_harness):
@@ -429,3 +452,61 @@ def test_counters_never_go_backwards_under_interleaved_scrapes(
     assert not decreases, decreases
     assert seen[("flapping", "failures", "refused")] >= 1
     assert seen[("hung", "failures", "timeout")] >= 1
+
+
+def test_a_far_away_alias_stays_up_on_its_kept_connection(postgres, make_harness):
+    # 0.15 s each way: a fresh connection takes about a second, each query 0.3 s, and all the
+    # parts together do not fit in the deadline.
+    with LatencyProxy(postgres.port, delay=0.15) as proxy:
+        entry = postgres.django_settings("app", "monitor", postgres.monitor_password)
+        harness = make_harness(
+            {"far": {**entry, "PORT": str(proxy.port)}}, deadline=2.5, refresh_interval=0.0
+        )
+        backends = set()
+        for _ in range(6):
+            alias = harness.round().aliases["far"]
+            assert alias.up, alias.message
+            backends.add(harness.service._probers["far"]._wrapper.connection.info.backend_pid)
+            wait_until(lambda: not probe_threads("far"), timeout=2.5 + SLACK)
+        assert alias.failures == {}
+        assert len(backends) == 1, "the kept connection was cut"
+
+
+def test_a_missing_statements_extension_is_asked_for_once_per_refresh_interval(
+    make_postgres, make_harness
+):
+    server = make_postgres(databases=("bare",))
+    server.sql("DROP EXTENSION IF EXISTS pg_stat_statements", dbname="bare")
+    harness = make_harness(
+        {"bare": server.django_settings("bare", "monitor", server.monitor_password)},
+        refresh_interval=60.0,
+    )
+    log_size = server.logfile.stat().st_size
+    for _ in range(5):
+        alias = harness.round().aliases["bare"]
+        assert alias.up
+    assert alias.statements_available is False
+    assert harness.value("dbhealth_statements_available", alias="bare") == 0
+    log = server.logfile.read_bytes()[log_size:].decode(errors="replace")
+    assert log.count('relation "pg_stat_statements" does not exist') == 1
+
+
+def test_every_change_of_an_alias_is_logged_once(make_postgres, make_harness, caplog):
+    server = make_postgres()
+    harness = make_harness(
+        {"db": server.django_settings("app", "monitor", server.monitor_password)}, deadline=2.0
+    )
+    caplog.set_level("INFO", logger="dbhealth")
+    harness.round()
+    server.stop()
+    for _ in range(3):
+        harness.round()
+    server.restart()
+    for _ in range(3):
+        harness.round()
+    lines = [record.getMessage() for record in caplog.records if record.name == "dbhealth"]
+    assert lines[0] == "alias db (postgresql) is up"
+    assert lines[1].startswith("alias db (postgresql) is down: refused: ")
+    assert lines[2] == "alias db (postgresql) is up again"
+    assert len(lines) == 3, lines
+    assert server.monitor_password not in caplog.text

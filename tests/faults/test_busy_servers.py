@@ -109,10 +109,16 @@ def test_locked_statements_view_hits_the_server_side_statement_timeout(make_flee
         holder.rollback()
 
     state = fleet.faulted_state()
-    # Up: it answered; only the statements part failed and keeps its earlier value.
+    # Up: it answered; only the statements part failed. Its old values are not shown as current,
+    # and the failure is counted with its reason.
     assert state.up
     assert state.statements_at == collected
-    assert fleet.harness.value("dbhealth_part_age_seconds", alias="slow", part="statements") > 0
+    assert state.statements is None
+    assert fleet.harness.value("dbhealth_statement_calls_total", alias="slow", queryid="1") is None
+    failures = fleet.harness.value(
+        "dbhealth_part_failures_total", alias="slow", part="statements", reason="timeout"
+    )
+    assert failures == 1
     # The server cancelled the wait itself: the exporter did not have to cut its connection.
     log = postgres.logfile.read_bytes()[log_size:].decode(errors="replace")
     assert "monitor@analytics ERROR:  canceling statement due to statement timeout" in log

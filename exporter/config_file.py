@@ -133,6 +133,10 @@ def database_entry(entry: Any, *, base_dir: Path) -> dict[str, Any]:
             result["DBHEALTH"] = validated(entry["DBHEALTH"], ALIAS_OPTION_KEYS)
         except ValueError as exc:
             raise AliasConfigError(f"DBHEALTH {exc}") from None
+        own = result["DBHEALTH"]
+        if "password_file" in own:
+            # Relative to this file, as PASSWORD_FILE is; read when the alias becomes a target.
+            own["password_file"] = str(base_dir / own["password_file"])
     password = password_from_indirection(entry, base_dir=base_dir)
     if password is not None:
         result["PASSWORD"] = password
@@ -172,6 +176,11 @@ def parse_database_url(url: Any) -> dict[str, Any]:
         raise AliasConfigError(
             f"URL scheme {parts.scheme!r} is not one of {', '.join(sorted(ENGINE_BY_SCHEME))}"
         )
+    if engine.endswith("sqlite3") and parts.path[1:].startswith("file:"):
+        # An SQLite URI (sqlite:///file:/path?mode=ro) keeps its own percent-encoding and
+        # parameters: SQLite reads them, and the probe checks them (exporter/probes/sqlite.py).
+        query = f"?{parts.query}" if parts.query else ""
+        return {"ENGINE": engine, "NAME": f"{parts.path[1:]}{query}", "OPTIONS": {}}
     options = {key: coerce_option(value) for key, value in parse_qsl(parts.query)}
     if engine.endswith("sqlite3"):
         name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)

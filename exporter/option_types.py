@@ -1,6 +1,7 @@
 """Validation of dbhealth option values, shared by the config file loader and the alias targets."""
 
 import math
+import os
 from typing import Any
 
 
@@ -38,6 +39,19 @@ def boolean(value: Any, key: str) -> bool:
     return value
 
 
+def text(value: Any, key: str) -> str:
+    """A name sent to a driver or looked up in the environment: printable, never empty."""
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ValueError(f"{key} must be a non-empty string of printable characters")
+    return value
+
+
+def file_path(value: Any, key: str) -> str:
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError(f"{key} must be a file path, got {type(value).__name__}")
+    return text(os.fspath(value), key)
+
+
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "deadline": 5.0,
     "critical": True,
@@ -48,7 +62,19 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "scrape_timeout_margin": 0.5,
     "max_connections_per_server": 16,
 }
-ALIAS_OPTION_KEYS = {"deadline", "critical", "statement_top_n", "statement_text_length", "replica"}
+# Per-alias options that become Target fields, with the defaults of those not in GLOBAL_DEFAULTS.
+TARGET_OPTION_KEYS = {
+    "deadline",
+    "critical",
+    "statement_top_n",
+    "statement_text_length",
+    "replica",
+    "migrations",
+}
+TARGET_DEFAULTS: dict[str, Any] = {"replica": False, "migrations": True}
+# Monitoring credentials replacing the application's USER and PASSWORD for the probe.
+CREDENTIAL_KEYS = {"user", "password_env", "password_file"}
+ALIAS_OPTION_KEYS = TARGET_OPTION_KEYS | CREDENTIAL_KEYS
 
 VALIDATORS = {
     "deadline": positive_number,
@@ -60,6 +86,10 @@ VALIDATORS = {
     "scrape_timeout_margin": non_negative_number,
     "max_connections_per_server": positive_whole_number,
     "replica": boolean,
+    "migrations": boolean,
+    "user": text,
+    "password_env": text,
+    "password_file": file_path,
 }
 
 

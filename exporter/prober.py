@@ -60,6 +60,8 @@ class AliasProber:
         self._connection_lock = threading.Lock()
         self._current: object | None = None
         self._retired = False
+        # False when the vendor says the open connection must not serve a later probe.
+        self._reusable = True
 
     def probe(
         self, run: object, deadline_at: float, parts: frozenset[str], progress: Progress
@@ -79,7 +81,7 @@ class AliasProber:
             with self._connection_lock:
                 self._current = None
                 retired = self._retired
-            if retired or not self.keep_connection:
+            if retired or not self.keep_connection or not self._reusable:
                 self._discard_connection()
 
     def _probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
@@ -150,6 +152,7 @@ class AliasProber:
         # Driver timeouts and server-side statement timeouts follow the alias's own deadline,
         # the one deadline every probe of it runs under, whoever asked for the probe.
         settings = self.vendor_probe.connection_settings(self.target.settings, self.target.deadline)
+        self._reusable = self.vendor_probe.keep_connection(settings)
         wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.target.alias)
         # Runs of one alias follow each other but not always on the same thread.
         wrapper.inc_thread_sharing()

@@ -28,6 +28,11 @@ class VendorProbe(ABC):
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:  # noqa: B027
         """Run once on every new connection, before the first probe query; most need nothing."""
 
+    def keep_connection(self, settings: dict[str, Any]) -> bool:
+        """Whether a connection opened with these connection_settings() may serve later probes
+        (an SQLite file opened immutable caches what it read, so it may not)."""
+        return True
+
     def start_probe(self, wrapper: Any, remaining: float) -> None:  # noqa: B027
         """Run before every probe with the seconds left until its deadline; most need nothing."""
 

@@ -135,3 +135,36 @@ def test_the_shipped_example_mirrors_the_six_reference_aliases(monkeypatch):
     assert all(
         "config_error" not in entry.get("DBHEALTH", {}) for entry in config.databases.values()
     )
+
+
+def test_an_sqlite_uri_in_a_url_keeps_its_own_encoding_and_parameters():
+    entry = parse_database_url("sqlite:///file:/var/lib/app/my%20cache.sqlite3?cache=shared")
+    # SQLite decodes the URI itself: decoding it here too would turn %2520 into a space.
+    assert entry["NAME"] == "file:/var/lib/app/my%20cache.sqlite3?cache=shared"
+    assert entry["OPTIONS"] == {}
+    assert parse_database_url("sqlite:////var/lib/app/my%20cache.sqlite3")["NAME"] == (
+        "/var/lib/app/my cache.sqlite3"
+    )
+
+
+def test_the_dbhealth_table_takes_migrations_and_monitoring_credentials(tmp_path):
+    config = load_config_file(
+        write(
+            tmp_path,
+            """
+[databases.legacy]
+URL = "mysql://legacy_app@legacy-host/legacy_system"
+DBHEALTH = { migrations = false, user = "monitor", password_env = "LEGACY_MONITOR" }
+[databases.odd]
+URL = "mysql://legacy_app@legacy-host/legacy_system"
+DBHEALTH = { migrations = "no" }
+""",
+        )
+    )
+    assert config.databases["legacy"]["DBHEALTH"] == {
+        "migrations": False,
+        "user": "monitor",
+        "password_env": "LEGACY_MONITOR",
+    }
+    problem = config.databases["odd"]["DBHEALTH"]["config_error"]
+    assert problem == "DBHEALTH migrations must be true or false, got 'no'"

@@ -11,7 +11,7 @@ class ExporterConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import setting_changed
 
-        from exporter import checks  # noqa: F401  (registers the system checks)
+        from exporter import checks, project_checks  # noqa: F401  (register the system checks)
         from exporter.demo import ensure_demo_databases
         from exporter.probe_service import forget_configuration
 

@@ -2,21 +2,33 @@
 
 Prometheus supports both (`authorization` and `basic_auth` in a scrape config). Off when no token
 is configured; with one, every endpoint needs it, the status page too (it shows query texts).
+
+Every exporter view enforces it itself (`token_required`), so the endpoints are protected wherever
+a host includes exporter.urls, whatever its MIDDLEWARE says. The dbhealth service also keeps
+EndpointAuthMiddleware: built at start-up, it makes a bad token file stop the server before it
+answers anything, and it guards the service's other paths (404s) as before.
 """
 
 import base64
 import binascii
 import hmac
 from collections.abc import Callable
+from functools import cache, wraps
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+
+TOKEN_SETTINGS = ("DBHEALTH_AUTH_TOKEN", "DBHEALTH_AUTH_TOKEN_FILE")
+View = Callable[..., HttpResponse]
 
 
 def configured_token() -> str:
-    """Read once, when the middleware is built: a bad token file stops start-up, not requests."""
+    """The token the settings configure ("" for none); an unusable token file raises rather than
+    meaning "no token". Read through endpoint_token, and by `manage.py check` (dbhealth.E003)."""
     token = getattr(settings, "DBHEALTH_AUTH_TOKEN", "") or ""
     token_file = getattr(settings, "DBHEALTH_AUTH_TOKEN_FILE", "") or ""
     if token_file:
@@ -33,6 +45,19 @@ def configured_token() -> str:
     return token
 
 
+@cache
+def endpoint_token() -> str:
+    """The token in force, read once per process. A bad token file is not cached: every request
+    fails (500) until it is fixed, so the endpoints never open up."""
+    return configured_token()
+
+
+@receiver(setting_changed, dispatch_uid="dbhealth-auth-token")
+def forget_token(*, setting: str, **kwargs) -> None:
+    if setting in TOKEN_SETTINGS:
+        endpoint_token.cache_clear()
+
+
 def presented_secret(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
@@ -46,19 +71,35 @@ def presented_secret(header: str) -> str | None:
     return None
 
 
+def refusal(request: HttpRequest) -> HttpResponse | None:
+    """The 401 answer for a request without the configured token; None when it may pass."""
+    token = endpoint_token()
+    if not token:
+        return None
+    secret = presented_secret(request.headers.get("Authorization", ""))
+    if secret is not None and hmac.compare_digest(secret.encode(), token.encode()):
+        return None
+    response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = 'Bearer realm="dbhealth", Basic realm="dbhealth"'
+    return response
+
+
+def token_required(view: View) -> View:
+    """Applied to every exporter view: protection travels with the URLs, into any host."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        denied = refusal(request)
+        return denied if denied is not None else view(request, *args, **kwargs)
+
+    return guarded
+
+
 class EndpointAuthMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.token = configured_token()
+        endpoint_token()  # a bad token file stops start-up here
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = self.token
-        if token:
-            secret = presented_secret(request.headers.get("Authorization", ""))
-            if secret is None or not hmac.compare_digest(secret.encode(), token.encode()):
-                response = HttpResponse(
-                    "authentication required\n", status=401, content_type="text/plain"
-                )
-                response["WWW-Authenticate"] = 'Bearer realm="dbhealth", Basic realm="dbhealth"'
-                return response
-        return self.get_response(request)
+        denied = refusal(request)
+        return denied if denied is not None else self.get_response(request)

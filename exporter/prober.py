@@ -137,7 +137,9 @@ class AliasProber:
                     observations.statements = statements
                     observations.statements_available = True
             else:
-                observations.project = read_project(wrapper, cursor, self.target.alias)
+                observations.project = read_project(
+                    wrapper, cursor, self.target.alias, migrations=self.target.migrations
+                )
         except StatementsUnavailable as exc:
             observations.statements_available = False
             observations.statements_problem = str(exc)

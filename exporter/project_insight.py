@@ -10,8 +10,15 @@ its operations is allowed there by the routers' allow_migrate (with the operatio
 and hints, as `migrate` asks) and, for model operations, concerns a managed, non-proxy model.
 So a migration of unmanaged models, or one the routers send elsewhere, never shows as pending
 on an alias that `migrate` is never run on.
+
+Routes are every alias a model's reads (and writes) can go to, not one answer of the routers: a
+load-balancing router (django-multidb-router's PinningReplicaRouter) answers db_for_read with a
+random replica on each call, and a single answer would pin the model to an arbitrary replica,
+a different one in every process. The routers are asked ROUTE_SAMPLES times per model instead.
 """
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,6 +34,14 @@ from django.db.migrations.state import ProjectState
 from exporter.state import ProjectReading, UnmanagedTable
 
 MigrationKey = tuple[str, str]
+
+# Calls of db_for_read (and of db_for_write) per model. A router choosing uniformly among k
+# aliases misses one of them in all 64 calls with probability at most k * (1 - 1/k) ** 64:
+# 1e-19 for two replicas, 1.6e-11 for three, 4e-8 for four, so every process finds the same set;
+# a round-robin router shows every alias of a pool of up to 64. Not covered: a weighted router
+# that sends a share of a few percent to an alias (1 % is missed by 64 calls half of the time).
+# Bounded cost: 128 router calls per model, once per process.
+ROUTE_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,24 @@ class ProjectLayout:
 
 @cache
 def project_layout() -> ProjectLayout:
-    """Built on first use; cleared with the other cached configuration when settings change."""
+    """Built on first use, in a thread of its own; cleared with the other cached configuration
+    when settings change.
+
+    Routers may keep per-thread state: PinningReplicaRouter sends a thread's reads to the primary
+    while that thread is pinned (after a write, or for a request carrying the pin cookie). The map
+    must not depend on whether the request that happened to build it was pinned, and must never
+    pin or unpin a host's request thread; a fresh thread has no pin and takes none away.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbhealth-layout") as pool:
+        return pool.submit(build_layout).result()
+
+
+def build_layout() -> ProjectLayout:
+    model_routes = routes()
     return ProjectLayout(
         migrations=migration_nodes(MigrationLoader(None, ignore_no_migrations=True)),
-        routes=routes(),
-        unmanaged=unmanaged_models(),
+        routes=model_routes,
+        unmanaged=unmanaged_models(model_routes),
     )
 
 
@@ -154,40 +182,61 @@ def pending_migrations(
 
 
 def routes() -> tuple[Route, ...]:
-    """Where each model's reads and writes go: routers only, no database."""
-    return tuple(
-        Route(
-            app_label=model._meta.app_label,
-            model=model.__name__,
-            read_alias=router.db_for_read(model),
-            write_alias=router.db_for_write(model),
+    """Where each model's reads and writes can go: routers only, no database. One route per
+    (read alias, write alias) pair a model can take, sorted, so every process has the same map."""
+    found = []
+    for model in sorted(apps.get_models(), key=lambda m: (m._meta.app_label, m.__name__)):
+        write_aliases = reachable(router.db_for_write, model)
+        for read_alias in reachable(router.db_for_read, model):
+            for write_alias in write_aliases:
+                found.append(
+                    Route(
+                        app_label=model._meta.app_label,
+                        model=model.__name__,
+                        read_alias=read_alias,
+                        write_alias=write_alias,
+                    )
+                )
+    return tuple(found)
+
+
+def reachable(route: Callable[..., str], model: type) -> tuple[str, ...]:
+    """Every alias `route` (db_for_read or db_for_write) answers for `model`, sorted."""
+    return tuple(sorted({route(model) for _ in range(ROUTE_SAMPLES)}))
+
+
+def unmanaged_models(model_routes: tuple[Route, ...]) -> tuple[UnmanagedModel, ...]:
+    """Unmanaged models with every alias their reads or writes can go to."""
+    aliases: dict[tuple[str, str], set[str]] = {}
+    for route in model_routes:
+        aliases.setdefault((route.app_label, route.model), set()).update(
+            (route.read_alias, route.write_alias)
         )
-        for model in sorted(apps.get_models(), key=lambda m: (m._meta.app_label, m.__name__))
-    )
-
-
-def unmanaged_models() -> tuple[UnmanagedModel, ...]:
     found = []
     for model in apps.get_models():
         meta = model._meta
         if meta.managed or meta.proxy or meta.swapped:
             continue
-        aliases = {router.db_for_read(model), router.db_for_write(model)}
         found.append(
             UnmanagedModel(
                 app_label=meta.app_label,
                 model=model.__name__,
                 table=meta.db_table,
-                aliases=tuple(sorted(aliases)),
+                aliases=tuple(sorted(aliases[(meta.app_label, model.__name__)])),
             )
         )
     return tuple(sorted(found, key=lambda item: (item.app_label, item.model)))
 
 
 def read_project(
-    wrapper: Any, cursor: Any, alias: str, layout: ProjectLayout | None = None
+    wrapper: Any,
+    cursor: Any,
+    alias: str,
+    layout: ProjectLayout | None = None,
+    migrations: bool = True,
 ) -> ProjectReading | None:
-    """Two reads on the probe's connection: the table list and, if present, django_migrations."""
+    """Two reads on the probe's connection: the table list and, if present and wanted (the
+    alias's `migrations` option), django_migrations."""
     layout = layout or project_layout()
     if layout.empty:
         return None
@@ -200,12 +249,12 @@ def read_project(
 
     migrations_table = MigrationRecorder.Migration._meta.db_table
     applied: set[MigrationKey] = set()
-    if present(migrations_table):
+    if migrations and present(migrations_table):
         quote = wrapper.ops.quote_name
         cursor.execute(f"SELECT {quote('app')}, {quote('name')} FROM {quote(migrations_table)}")
         applied = {(app, name) for app, name in cursor.fetchall()}
     return ProjectReading(
-        migrations_pending=len(pending_migrations(layout, alias, applied)),
+        migrations_pending=len(pending_migrations(layout, alias, applied)) if migrations else None,
         unmanaged_tables=[
             UnmanagedTable(
                 app_label=model.app_label,

@@ -1,7 +1,8 @@
 """Metric families for the Django project's view of its aliases (exporter/project_insight.py).
 
 dbhealth_route_info needs no database, so it is exported even while every alias is down: that is
-when dashboards and alerts need it to name the apps a down alias takes with it.
+when dashboards and alerts need it to name the apps a down alias takes with it. A model whose
+reads a router spreads over several replicas has one series per replica.
 """
 
 from collections.abc import Iterable, Iterator
@@ -35,7 +36,8 @@ class ProjectCollector:
     def collect(self) -> Iterator[Metric]:
         routes = GaugeMetricFamily(
             "dbhealth_route_info",
-            "Where the routers send a model's reads and writes; 1 for every model.",
+            "Where the routers send a model's reads and writes: 1 for every pair of aliases"
+            " they can take (load-balancing routers spread reads over several).",
             labels=["app_label", "model", "read_alias", "write_alias"],
         )
         for route in self.layout.routes:
@@ -59,7 +61,8 @@ class ProjectCollector:
             if alias_state is None or not alias_state.up or alias_state.project is None:
                 continue
             reading = alias_state.project
-            pending.add_metric([target.alias], reading.migrations_pending)
+            if reading.migrations_pending is not None:
+                pending.add_metric([target.alias], reading.migrations_pending)
             for table in reading.unmanaged_tables:
                 missing.add_metric(
                     [target.alias, table.app_label, table.model], 0 if table.present else 1

@@ -8,6 +8,15 @@ from exporter.targets import Target
 
 
 @dataclass
+class MissingTable:
+    """The table of an unmanaged (managed = False) model, absent where the routers send it."""
+
+    app_label: str
+    model: str
+    table: str
+
+
+@dataclass
 class AliasReport:
     alias: str
     vendor: str
@@ -26,6 +35,23 @@ class AliasReport:
     top_statement_mean_seconds: float | None
     statements_problem: str | None
     last_success_age_seconds: float | None
+    # What the Django project expects of the alias (embedded mode; see project_insight). None
+    # while unknown: no project, alias down, or not read yet.
+    migrations_pending: int | None
+    unmanaged_tables_missing: list[MissingTable] | None
+
+    @property
+    def findings(self) -> list[str]:
+        """The Django findings in words, for the status page, the CLI and `check`."""
+        found = []
+        if self.migrations_pending:
+            plural = "s" if self.migrations_pending != 1 else ""
+            found.append(f"{self.migrations_pending} migration{plural} not applied")
+        found += [
+            f"table {t.table} of {t.app_label}.{t.model} missing"
+            for t in self.unmanaged_tables_missing or ()
+        ]
+        return found
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +64,11 @@ class HealthReport:
     @property
     def healthy(self) -> bool:
         return all(row.up for row in self.aliases if row.critical)
+
+    @property
+    def project_known(self) -> bool:
+        """True when some alias has a reading of the Django project (embedded mode)."""
+        return any(row.unmanaged_tables_missing is not None for row in self.aliases)
 
     def as_dict(self) -> dict:
         return {
@@ -55,6 +86,8 @@ def alias_report(target: Target, state: AliasState | None, now: float) -> AliasR
     state = state or AliasState(reason="error", message="not probed yet")
     up = state.up
     top = state.statements[0] if up and state.statements and state.statements_available else None
+    # Like the metrics: only from an alias that answers now.
+    project = state.project if up else None
     return AliasReport(
         alias=target.alias,
         vendor=target.vendor,
@@ -74,5 +107,15 @@ def alias_report(target: Target, state: AliasState | None, now: float) -> AliasR
         statements_problem=state.statements_problem if up else None,
         last_success_age_seconds=(
             max(0.0, now - state.last_success) if state.last_success else None
+        ),
+        migrations_pending=project.migrations_pending if project else None,
+        unmanaged_tables_missing=(
+            [
+                MissingTable(app_label=t.app_label, model=t.model, table=t.table)
+                for t in project.unmanaged_tables
+                if not t.present
+            ]
+            if project
+            else None
         ),
     )

@@ -54,7 +54,7 @@ class UnmanagedTable:
 class ProjectReading:
     """What an alias holds of the Django project: see exporter/project_insight.py."""
 
-    migrations_pending: int
+    migrations_pending: int | None  # None: the alias opted out of the migrations check
     unmanaged_tables: list[UnmanagedTable]
 
 

@@ -1,16 +1,23 @@
-"""Thin HTTP handlers: read the request, ask the runner for state, render it."""
+"""Thin HTTP handlers: read the request, ask the probe service for state, render it.
 
+Every view is wrapped by `endpoint`, so the same rules hold wherever the URLs are included: in
+the dbhealth service or under a prefix of a host project, whatever the host's middleware.
+"""
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY
 
 from exporter.exposition import encode
 from exporter.metrics import StateCollector
+from exporter.middleware import View, token_required
+from exporter.probe_service import current_state
 from exporter.project_metrics import ProjectCollector
 from exporter.report import build_report
-from exporter.probe_service import current_state
 from exporter.scrape_budget import budget_from_headers
 from exporter.targets import load_targets, target_by_alias
 
@@ -29,21 +36,31 @@ class Combined:
             yield from source.collect()
 
 
+def endpoint(view: View) -> View:
+    """GET and HEAD only; the token when one is configured; never cached, by anyone: a host's
+    site-wide cache middleware would otherwise serve a stopped database as up for its timeout.
+    never_cache is outermost so that 401 and 405 answers are not cached either."""
+    return never_cache(token_required(require_safe(view)))
+
+
 def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
     body, content_type = encode(registry, request.headers.get("Accept", ""))
     return HttpResponse(body, content_type=content_type)
 
 
-@require_safe
+@endpoint
 def metrics(request: HttpRequest) -> HttpResponse:
+    """dbhealth's families; the process's default registry (process_*, python_*, django_http_*)
+    only when dbhealth is a process of its own. Embedded, that registry is the host's, which the
+    host exports itself: re-exported here, every series of it would exist twice."""
     targets, state = current_state(budget=budget_from_headers(request.headers))
-    return exposition(
-        request,
-        Combined(StateCollector(targets, state), ProjectCollector(targets, state), REGISTRY),
-    )
+    sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
+    if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
+        sources.append(REGISTRY)
+    return exposition(request, Combined(*sources))
 
 
-@require_safe
+@endpoint
 def probe(request: HttpRequest) -> HttpResponse:
     aliases = request.GET.getlist("alias")
     if len(aliases) != 1 or not aliases[0] or len(aliases[0]) > MAX_ALIAS_PARAMETER:
@@ -63,14 +80,14 @@ def probe(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_safe
+@endpoint
 def healthz(request: HttpRequest) -> JsonResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
     report = build_report(targets, state)
     return JsonResponse(report.as_dict(), status=200 if report.healthy else 503)
 
 
-@require_safe
+@endpoint
 def status(request: HttpRequest) -> HttpResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
     report = build_report(targets, state)
@@ -81,7 +98,7 @@ def status(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_safe
+@endpoint
 def service_discovery(request: HttpRequest) -> JsonResponse:
     """Prometheus HTTP SD: one /probe target per alias, on the address the client used."""
     address = request.get_host()

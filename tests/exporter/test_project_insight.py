@@ -6,9 +6,10 @@ SQLite file opened the way the probe opens it: read-only.
 
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from django.db import migrations, models
+from django.db import migrations, models, router
 from django.db.migrations.state import ProjectState
 from django.db.utils import load_backend
 from django.test import override_settings
@@ -20,6 +21,7 @@ from exporter.project_insight import (
     UnmanagedModel,
     operation_target,
     pending_migrations,
+    reachable,
     read_project,
 )
 from exporter.targets import normalized_settings
@@ -29,6 +31,8 @@ HOST_ROUTERS = [
     "tests.hostproject.routers.DatabaseRouter",
     "tests.hostproject.routers.AnalyticsRouter",
 ]
+# What the routers read of a model (its app label): the host's models are not installed here.
+BLOG_POST = SimpleNamespace(_meta=SimpleNamespace(app_label="blog"))
 
 
 def node(app_label: str, name: str, *operations, replaces=()) -> MigrationNode:
@@ -149,3 +153,29 @@ def test_recorded_migrations_and_present_tables_are_read_on_a_read_only_connecti
     assert [(t.app_label, t.model, t.present) for t in reading.unmanaged_tables] == [
         ("legacy", "LegacyCustomer", True)
     ]
+
+
+def test_an_alias_that_opted_out_of_migrations_still_reports_its_unmanaged_tables(tmp_path):
+    path = tmp_path / "legacy.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE unrelated (id INTEGER)")
+    connection.close()
+    wrapper = readonly_wrapper(path)
+    try:
+        with wrapper.cursor() as cursor:
+            reading = read_project(wrapper, cursor, "legacy_db", LAYOUT, migrations=False)
+    finally:
+        wrapper.close()
+    # Unknown, not zero: nothing was compared, so the gauge is absent for this alias.
+    assert reading.migrations_pending is None
+    assert [(t.model, t.present) for t in reading.unmanaged_tables] == [("LegacyCustomer", False)]
+
+
+def test_every_replica_of_a_load_balancing_router_is_reachable():
+    """A random replica per call: asked ROUTE_SAMPLES times, the router names both."""
+    routers = ["tests.hostproject.routers.PinningReplicaRouter", *HOST_ROUTERS]
+    with override_settings(DATABASE_ROUTERS=routers):
+        assert reachable(router.db_for_read, BLOG_POST) == ("read_replica", "read_replica_2")
+        assert reachable(router.db_for_write, BLOG_POST) == ("default",)
+    # A router with one answer has one route, as before.
+    assert reachable(router.db_for_read, BLOG_POST) == ("read_replica",)

@@ -1,11 +1,20 @@
 """HTTP endpoints through Django's test client, probing real servers."""
 
+import base64
 import json
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
+from prometheus_client import REGISTRY, generate_latest
 
 from tests.exporter_fixtures import promtool_check_metrics, refused_postgres_entry
+
+ENDPOINTS = ["/", "/metrics", "/probe?alias=default", "/healthz", "/sd"]
+NEVER_CACHED = "max-age=0, no-cache, no-store, must-revalidate, private"
+# What prometheus_client's default registry holds in this process: the process collector and
+# django-prometheus's families (the standalone settings install its middleware).
+PROCESS_FAMILIES = ("process_", "python_", "django_http_")
 
 CONTRACT = [
     "dbhealth_up",
@@ -155,3 +164,70 @@ def test_absurd_scrape_timeout_headers_are_clamped(exporter_settings, tmp_path, 
     exporter_settings({"lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}})
     response = Client().get("/metrics", HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS=header)
     assert response.status_code == 200
+
+
+@pytest.fixture
+def sqlite_alias(exporter_settings, tmp_path):
+    import sqlite3
+
+    path = tmp_path / "db.sqlite3"
+    sqlite3.connect(path).close()
+    exporter_settings({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}})
+
+
+def family_prefixes(text: str) -> set[str]:
+    return {prefix for prefix in PROCESS_FAMILIES if f"\n# TYPE {prefix}" in "\n" + text}
+
+
+def test_embedded_metrics_leave_the_process_registry_to_the_host(sqlite_alias):
+    """Without DBHEALTH_EXPORT_PROCESS_METRICS the registry is the host's: not exported twice."""
+    Client().get("/healthz")  # django-prometheus has counted a request by now
+    assert family_prefixes(generate_latest(REGISTRY).decode()) == set(PROCESS_FAMILIES)
+    with override_settings():
+        del settings.DBHEALTH_EXPORT_PROCESS_METRICS  # absent, as from a host's settings
+        text = Client().get("/metrics").content.decode()
+    assert family_prefixes(text) == set()
+    assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in text
+
+
+def test_the_service_exports_its_process_registry_too(sqlite_alias):
+    """The standalone settings (config/settings.py) say dbhealth is a process of its own."""
+    text = Client().get("/metrics").content.decode()
+    assert family_prefixes(text) == set(PROCESS_FAMILIES)
+    assert "dbhealth_up{" in text
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_no_answer_may_be_cached(sqlite_alias, path):
+    response = Client().get(path)
+    assert response.status_code == 200
+    assert response["Cache-Control"] == NEVER_CACHED
+    assert "Expires" in response
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_the_views_ask_for_the_token_without_the_middleware(sqlite_alias, path):
+    """Wherever the URLs are included, with no dbhealth middleware at all."""
+    with override_settings(MIDDLEWARE=[], DBHEALTH_AUTH_TOKEN="views-token"):
+        refused = Client().get(path)
+        bearer = Client(headers={"Authorization": "Bearer views-token"}).get(path)
+        basic = "Basic " + base64.b64encode(b"prometheus:views-token").decode()
+        basic_auth = Client(headers={"Authorization": basic}).get(path)
+        wrong = Client(headers={"Authorization": "Bearer views-token-not"}).get(path)
+    assert refused.status_code == 401 and refused.content == b"authentication required\n"
+    assert refused["WWW-Authenticate"] == 'Bearer realm="dbhealth", Basic realm="dbhealth"'
+    assert refused["Cache-Control"] == NEVER_CACHED
+    assert (bearer.status_code, basic_auth.status_code, wrong.status_code) == (200, 200, 401)
+
+
+def test_the_token_file_is_read_once(sqlite_alias, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+
+    def status(token: str) -> int:
+        return Client(headers={"Authorization": f"Bearer {token}"}).get("/sd").status_code
+
+    with override_settings(MIDDLEWARE=[], DBHEALTH_AUTH_TOKEN_FILE=str(token_file)):
+        assert status("first-token") == 200
+        token_file.write_text("second-token\n")
+        assert (status("first-token"), status("second-token")) == (200, 401)

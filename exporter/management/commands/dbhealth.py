@@ -4,8 +4,8 @@ import json as json_module
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exporter.report import AliasReport, build_report
 from exporter.probe_service import current_state
+from exporter.report import AliasReport, build_report
 from exporter.targets import load_targets
 
 EXIT_USAGE = 1
@@ -21,6 +21,8 @@ COLUMNS = (
     "LAG",
     "TOP STATEMENT",
 )
+# Embedded in a project, before TOP STATEMENT (kept last: it is not padded).
+DJANGO_COLUMN = "DJANGO"
 
 
 class Command(BaseCommand):
@@ -44,16 +46,18 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(dumps(report.as_dict()))
         else:
-            self.write_table(report.aliases)
+            self.write_table(report.aliases, django=report.project_known)
         if not report.healthy:
             down = [row.alias for row in report.aliases if row.critical and not row.up]
             raise CommandError(
                 f"critical alias down: {', '.join(down)}", returncode=EXIT_CRITICAL_DOWN
             )
 
-    def write_table(self, rows: list[AliasReport]) -> None:
-        table = [COLUMNS] + [table_row(row) for row in rows]
-        widths = [max(len(line[index]) for line in table) for index in range(len(COLUMNS) - 1)]
+    def write_table(self, rows: list[AliasReport], django: bool) -> None:
+        """`django`: add the project's findings per alias (pending migrations, missing tables)."""
+        header = (*COLUMNS[:-1], DJANGO_COLUMN, COLUMNS[-1]) if django else COLUMNS
+        table = [header] + [table_row(row, django) for row in rows]
+        widths = [max(len(line[index]) for line in table) for index in range(len(header) - 1)]
         for number, line in enumerate(table):
             text = "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
             text = f"{text}  {line[-1]}".rstrip()
@@ -69,7 +73,7 @@ def dumps(data: dict) -> str:
     return json_module.dumps(data, indent=2, sort_keys=True)
 
 
-def table_row(row: AliasReport) -> tuple[str, ...]:
+def table_row(row: AliasReport, django: bool = False) -> tuple[str, ...]:
     status = "up" if row.up else "DOWN"
     if not row.critical:
         status += " (non-critical)"
@@ -80,7 +84,7 @@ def table_row(row: AliasReport) -> tuple[str, ...]:
     top = "-"
     if row.top_statement:
         top = f"{row.top_statement_mean_seconds * 1000:.1f} ms {row.top_statement[:60]}"
-    return (
+    cells = (
         row.alias,
         row.vendor,
         status,
@@ -89,8 +93,14 @@ def table_row(row: AliasReport) -> tuple[str, ...]:
         bytes_text(row.size_bytes),
         connections,
         seconds_text(row.replication_lag_seconds) if row.replica else "-",
-        top,
     )
+    return (*cells, findings_text(row), top) if django else (*cells, top)
+
+
+def findings_text(row: AliasReport) -> str:
+    if row.unmanaged_tables_missing is None:
+        return "-"
+    return "; ".join(row.findings) or "up to date"
 
 
 def seconds_text(value: float | None) -> str:

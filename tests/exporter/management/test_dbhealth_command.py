@@ -36,6 +36,8 @@ def test_prints_one_row_per_alias_and_exits_zero(two_aliases):
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"default", "legacy_db"}
     assert " up " in rows["default"] and "/50" in rows["default"]
+    # No Django project in the standalone service: no column for its findings.
+    assert "DJANGO" not in lines[0]
 
 
 def test_json_output_and_alias_filter(two_aliases):
@@ -44,6 +46,8 @@ def test_json_output_and_alias_filter(two_aliases):
     body = json.loads(output)
     assert list(body["aliases"]) == ["legacy_db"]
     assert body["aliases"]["legacy_db"]["vendor"] == "mysql"
+    assert body["aliases"]["legacy_db"]["migrations_pending"] is None
+    assert body["aliases"]["legacy_db"]["unmanaged_tables_missing"] is None
 
 
 def test_unknown_alias_is_a_usage_error(two_aliases):

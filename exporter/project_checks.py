@@ -23,7 +23,10 @@ from exporter.report import AliasReport, build_report
 from exporter.targets import load_targets, service_options
 
 
-@checks.register(checks.Tags.database)
+# Tagged `database` like Django's own database checks, so that plain `check` never connects, and
+# deploy-only, so that `migrate --database` and a host's test runs (which run the database checks
+# on their test databases) never probe: `check --deploy --database ALIAS` runs them.
+@checks.register(checks.Tags.database, deploy=True)
 def check_project_on_databases(
     app_configs=None, databases: Iterable[str] | None = None, **kwargs
 ) -> list[checks.CheckMessage]:

@@ -21,7 +21,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libmariadb3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/dbhealth dbhealth \
-    && install -d -o dbhealth -g dbhealth -m 0700 /var/lib/dbhealth /var/lib/dbhealth/state \
+    && install -d -o dbhealth -g dbhealth -m 0700 /var/lib/dbhealth \
     && install -d -m 0755 /etc/dbhealth
 COPY --from=build /wheels /wheels
 # hadolint ignore=DL3013
@@ -29,12 +29,14 @@ RUN pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[mysql]"
     && rm -rf /wheels
 COPY docker/healthcheck.py /usr/local/lib/dbhealth/healthcheck.py
 
+# One process serves every scrape and holds all probe state in memory (exporter/server.py).
+# DBHEALTH_BIND is where it listens, and where the HEALTHCHECK calls it.
 ENV PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=config.settings \
     DBHEALTH_CONFIG=/etc/dbhealth/dbhealth.toml \
     DBHEALTH_DATA_DIR=/var/lib/dbhealth \
-    DBHEALTH_STATE_DIR=/var/lib/dbhealth/state \
     DBHEALTH_ALLOWED_HOSTS=* \
-    GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 2 --threads 4 --access-logfile -"
+    DBHEALTH_BIND=0.0.0.0:8000
 
 # Numeric, so that Kubernetes runAsNonRoot can verify it.
 USER 10001:10001
@@ -42,4 +44,4 @@ WORKDIR /var/lib/dbhealth
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
     CMD ["python", "/usr/local/lib/dbhealth/healthcheck.py"]
-CMD ["gunicorn", "config.wsgi"]
+CMD ["python", "-m", "django", "serve", "--access-log"]

@@ -2,15 +2,13 @@
 # `make bench` compares it with the Debian exporters.
 HOST ?= 127.0.0.1
 PORT ?= 8000
-WORKERS ?= 2
-THREADS ?= 4
 VENV := .venv
 
 .PHONY: run test lint format bench
 
 run:
 	scripts/setup
-	$(VENV)/bin/gunicorn config.wsgi -b $(HOST):$(PORT) --workers $(WORKERS) --threads $(THREADS)
+	$(VENV)/bin/python manage.py serve --bind $(HOST):$(PORT)
 
 test:
 	scripts/setup --test

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from exporter.config_file import demo_databases, load_config_file
 from exporter.environment import env_bool, env_list
+from exporter.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DBHEALTH_DATA_DIR", BASE_DIR / "var"))
@@ -24,15 +25,10 @@ INSTALLED_APPS = [
     "exporter",
 ]
 
-MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "exporter.middleware.EndpointAuthMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-]
+MIDDLEWARE = list(SERVICE_MIDDLEWARE)
 
-ROOT_URLCONF = "config.urls"
+ROOT_URLCONF = SERVICE_URLCONF
+ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -54,7 +50,8 @@ else:
     DBHEALTH_DEFAULTS = {}
 
 DBHEALTH_ALIASES = env_list("DBHEALTH_ALIASES", default=None)
-DBHEALTH_STATE_DIR = os.environ.get("DBHEALTH_STATE_DIR") or str(DATA_DIR / "state")
+# The standalone service is a process of its own: /metrics carries its process registry too.
+DBHEALTH_EXPORT_PROCESS_METRICS = True
 DBHEALTH_AUTH_TOKEN = os.environ.get("DBHEALTH_AUTH_TOKEN", "")
 DBHEALTH_AUTH_TOKEN_FILE = os.environ.get("DBHEALTH_AUTH_TOKEN_FILE", "")
 

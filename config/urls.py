@@ -1,5 +1,5 @@
 """URLs of the standalone service: the exporter's endpoints at the root."""
 
-from django.urls import include, path
+from exporter.service_urls import urlpatterns
 
-urlpatterns = [path("", include("exporter.urls"))]
+__all__ = ["urlpatterns"]

@@ -1,4 +1,7 @@
-"""WSGI entry point for gunicorn: `gunicorn config.wsgi`."""
+"""WSGI entry point for embedding behind a WSGI server: `gunicorn config.wsgi`.
+
+Each WSGI worker process probes on its own; `manage.py serve` (config/asgi.py) is the service.
+"""
 
 import os
 import sys

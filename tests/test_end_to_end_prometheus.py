@@ -14,7 +14,7 @@ from pathlib import Path
 from exporter.config_file import load_config_file
 from exporter.dashboards import DashboardAlias, build_dashboards, dashboard_queries
 from exporter.targets import build_target
-from tests.serving import gunicorn, write_reference_config
+from tests.serving import serve, write_reference_config
 from tests.support.prometheus import PrometheusServer
 
 RULES = Path(__file__).resolve().parents[1] / "config" / "prometheus" / "rules.yml"
@@ -92,9 +92,9 @@ def variable_queries(dashboard: dict, alias: DashboardAlias) -> list[tuple[str, 
 def monitored(
     config: Path, tmp_path: Path, make_prometheus: Callable[..., PrometheusServer]
 ) -> Iterator[PrometheusServer]:
-    """The service serving `config` under gunicorn, scraped every second by Prometheus."""
-    env = {"DBHEALTH_CONFIG": str(config), "DBHEALTH_STATE_DIR": str(tmp_path / "state")}
-    with gunicorn("config.wsgi", env, tmp_path / "gunicorn.log", "/healthz") as served:
+    """The service serving `config`, scraped every second by Prometheus."""
+    env = {"DBHEALTH_CONFIG": str(config)}
+    with serve(env, tmp_path / "service.log", "/sd") as served:
         prometheus = make_prometheus(SCRAPE_CONFIG.format(address=served.address), [RULES])
         prometheus.wait_for(
             lambda: [t for t in prometheus.targets() if t["health"] == "up"], timeout=WAIT

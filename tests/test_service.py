@@ -1,71 +1,20 @@
-"""The service as users run it: gunicorn with several worker processes and a TOML config."""
+"""The service as users run it: `manage.py serve`, one process, and a TOML config."""
 
 import concurrent.futures
 import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests.exporter_fixtures import promtool_check_metrics
-from tests.serving import write_reference_config
+from tests.security.http_client import request
+from tests.serving import REPO, Served, serve, served_process, write_reference_config
 from tests.support.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class Service:
-    def __init__(self, env: dict[str, str], workers: int) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                "config.wsgi",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                "4",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/healthz")
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not start: {self.output()}")
-
-    def get(self, path: str, timeout: float = 15.0, headers: dict | None = None) -> str:
-        request = urllib.request.Request(self.url + path, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.read().decode()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-    def output(self) -> str:
-        return self.process.stdout.read().decode() if self.process.poll() is not None else ""
 
 
 def sample(text: str, name: str, labels: str = "") -> float | None:
@@ -80,28 +29,33 @@ def reference_config(postgres, postgres_replica, mariadb, tmp_path) -> Path:
 
 @pytest.fixture
 def service(tmp_path) -> Iterator:
-    started: list[Service] = []
+    with ExitStack() as stack:
+        started = []
 
-    def start(env: dict[str, str], workers: int = 3) -> Service:
-        running = Service({"DBHEALTH_STATE_DIR": str(tmp_path / "state"), **env}, workers)
-        started.append(running)
-        return running
+        def start(env: dict[str, str]) -> Served:
+            log = tmp_path / f"service-{len(started)}.log"
+            started.append(stack.enter_context(serve(env, log, "/sd")))
+            return started[-1]
 
-    yield start
-    for running in started:
-        running.stop()
+        yield start
+
+
+def metrics(running: Served) -> str:
+    status, text = running.get("/metrics")
+    assert status == 200, text
+    return text
 
 
 def test_default_serves_the_embedded_sqlite_database(service, tmp_path):
-    running = service({"DBHEALTH_DATA_DIR": str(tmp_path / "data")}, workers=1)
-    text = running.get("/metrics")
+    running = service({"DBHEALTH_DATA_DIR": str(tmp_path / "data")})
+    text = metrics(running)
     assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in text
     assert (tmp_path / "data" / "demo.sqlite3").exists()
 
 
 def test_reference_aliases_in_one_scrape_pass_promtool(service, reference_config):
     running = service({"DBHEALTH_CONFIG": str(reference_config)})
-    text = running.get("/metrics")
+    text = metrics(running)
     for alias in ("default", "users_db", "analytics_db", "read_replica", "legacy_db", "cache_db"):
         assert re.search(rf'^dbhealth_up{{alias="{alias}",vendor="\w+"}} 1.0$', text, re.M), alias
     assert sample(text, "dbhealth_replica", '{alias="read_replica"}') == 1.0
@@ -110,13 +64,57 @@ def test_reference_aliases_in_one_scrape_pass_promtool(service, reference_config
     assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked.stderr
 
 
-def test_worker_processes_share_probe_rounds(service, reference_config):
-    running = service({"DBHEALTH_CONFIG": str(reference_config)}, workers=3)
-    first = sample(running.get("/metrics"), "dbhealth_probe_rounds_total")
+def test_concurrent_scrapes_share_probe_rounds(service, reference_config):
+    running = service({"DBHEALTH_CONFIG": str(reference_config)})
+    first = sample(metrics(running), "dbhealth_probe_rounds_total")
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        texts = list(pool.map(lambda _: running.get("/metrics"), range(24)))
+        texts = list(pool.map(lambda _: metrics(running), range(24)))
     last = max(sample(text, "dbhealth_probe_rounds_total") for text in texts)
-    # 24 scrapes over three worker processes within about a second: with the default
-    # min_interval of 1 s they cost a couple of rounds, never one round per scrape or per worker.
+    # 24 scrapes, 8 at a time, within about a second: with the default min_interval of 1 s they
+    # cost a couple of rounds, never one round per scrape.
     assert last - first <= 3
     assert all('alias="cache_db"' in text for text in texts)
+
+
+def test_the_service_is_one_process_without_a_server_header(service, tmp_path):
+    running = service({"DBHEALTH_DATA_DIR": str(tmp_path / "data")})
+    pid = running.process.pid
+    assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == []
+    reply = request(running.address, "GET", "/healthz")
+    assert reply.status == 200
+    assert "server" not in reply.headers
+
+
+def test_serves_on_an_ipv6_address(tmp_path):
+    address = f"[::1]:{free_port()}"
+    command = [sys.executable, "manage.py", "serve", "--bind", address]
+    env = {**os.environ, "DBHEALTH_DATA_DIR": str(tmp_path / "data")}
+    with served_process("serve", command, env, tmp_path / "service.log", address, "/sd") as served:
+        status, text = served.get("/metrics")
+    assert status == 200
+    assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("bind", "reason"),
+    [
+        ("nonsense", "expected HOST:PORT or [IPV6]:PORT"),
+        ("::1:9808", "write an IPv6 address in brackets"),
+        ("[not-v6]:9808", "'not-v6' is not an IPv6 address"),
+        ("127.0.0.1:99999", "the port must be a number from 1 to 65535"),
+        ("127.0.0.1:http", "the port must be a number from 1 to 65535"),
+    ],
+)
+def test_a_bad_bind_address_is_one_line(tmp_path, bind, reason):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", bind],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "DBHEALTH_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"CommandError: bind address {bind!r}: {reason}")
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import gunicorn
+from tests.serving import serve
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +20,6 @@ def manage(config: Path, *args: str) -> subprocess.CompletedProcess:
         **os.environ,
         "DBHEALTH_CONFIG": str(config),
         "DBHEALTH_DATA_DIR": str(directory / "data"),
-        "DBHEALTH_STATE_DIR": str(directory / "state"),
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -123,10 +123,13 @@ UNUSABLE_FILES = [
 
 
 @pytest.mark.parametrize(("text", "words"), UNUSABLE_FILES)
-@pytest.mark.parametrize("command", [["check"], ["dbhealth"]])
+@pytest.mark.parametrize("command", [["check"], ["dbhealth"], ["serve"]])
 def test_an_unusable_file_stops_the_commands_with_one_line(tmp_path, text, words, command):
     config = tmp_path / "dbhealth.toml"
     config.write_text(text)
+    if command == ["serve"]:
+        # Were it to serve, it would serve here, and the test would fail on manage()'s timeout.
+        command = [*command, "--bind", f"127.0.0.1:{free_port()}"]
     result = manage(config, *command)
     assert result.returncode == 1
     assert result.stdout == ""
@@ -135,21 +138,20 @@ def test_an_unusable_file_stops_the_commands_with_one_line(tmp_path, text, words
     assert words in result.stderr
 
 
-def test_an_unusable_file_stops_gunicorn_with_one_line_and_no_respawning(tmp_path):
-    config = tmp_path / "dbhealth.toml"
-    config.write_text("[databases\n")
-    log = tmp_path / "gunicorn.log"
-    env = {"DBHEALTH_CONFIG": str(config), "DBHEALTH_STATE_DIR": str(tmp_path / "state")}
-    with (
-        pytest.raises(RuntimeError, match="gunicorn exited"),
-        gunicorn("config.wsgi", env, log, "/"),
-    ):
-        pass
-    text = log.read_text()
-    assert f"dbhealth: DBHEALTH_CONFIG {config}: not valid TOML" in text
-    assert "App failed to load" in text
-    # No Django or dbhealth traceback (gunicorn's own arbiter may log its shutdown).
-    assert "config_file.py" not in text and "django/" not in text
+def test_serve_reports_broken_aliases_and_serves_the_others(broken_aliases):
+    log = broken_aliases.parent / "service.log"
+    with serve({"DBHEALTH_CONFIG": str(broken_aliases)}, log, "/sd") as served:
+        status, text = served.get("/metrics")
+    assert status == 200
+    assert 'dbhealth_up{alias="good",vendor="sqlite"} 1.0' in text
+    for alias in EXPECTED:
+        assert f'dbhealth_down_reason{{alias="{alias}",reason="config"}} 1.0' in text, alias
+    # The system checks ran before serving and named every broken alias, without a traceback.
+    output = log.read_text()
+    for alias, words in EXPECTED.items():
+        line = next(line for line in output.splitlines() if f"database alias '{alias}'" in line)
+        assert "(dbhealth.E002)" in line and all(word in line for word in words), line
+    assert "Traceback" not in output
 
 
 def test_an_unreadable_config_file_names_itself(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import gunicorn
+from tests.serving import application_statements, serve
 from tests.support.ports import free_port
 
 CHROMIUM_FLAGS = (
@@ -96,6 +96,7 @@ def served(tmp_path, postgres, postgres_replica, mariadb):
         )
         return "\n".join(lines) + "\n\n"
 
+    application_statements(postgres, postgres_replica, mariadb)
     postgresql, mysql = "django.db.backends.postgresql", "django.db.backends.mysql"
     config = tmp_path / "dbhealth.toml"
     config.write_text(
@@ -109,11 +110,10 @@ def served(tmp_path, postgres, postgres_replica, mariadb):
     )
     environment = {
         "DBHEALTH_CONFIG": str(config),
-        "DBHEALTH_STATE_DIR": str(tmp_path / "state"),
         "PG_PASSWORD": postgres.monitor_password,
         "MARIADB_PASSWORD": mariadb.monitor_password,
     }
-    with gunicorn("config.wsgi", environment, tmp_path / "gunicorn.log", "/sd") as served:
+    with serve(environment, tmp_path / "service.log", "/sd") as served:
         yield served
 
 

@@ -1,7 +1,9 @@
-"""The exporter embedded in a multi-database host project, served by the host's own gunicorn.
+"""The exporter embedded in a multi-database host project.
 
-The host adds `exporter` to INSTALLED_APPS and includes `exporter.urls`, nothing else. Its
-operators made the classic mistake: `migrate` was run on some aliases and not on others.
+The host adds `exporter` to INSTALLED_APPS and includes `exporter.urls`, nothing else, and is
+served by its own gunicorn. Its operators made the classic mistake: `migrate` was run on some
+aliases and not on others. The same host settings also run `python -m django serve`, the dbhealth
+service in a process of its own: dbhealth's URLs and middleware, never the host's.
 """
 
 import sqlite3
@@ -11,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hostproject.conftest import manage
-from tests.serving import Served, gunicorn
+from tests.serving import REPO, Served, gunicorn, serve
 
 ALIASES = {
     "default": "postgresql",
@@ -31,10 +33,11 @@ def host(host_environment, tmp_path_factory) -> Iterator[Served]:
     manage(host_environment, "migrate", "--database", "cache_db")
     # analytics_db is never migrated: it has no django_migrations table at all.
     runtime = tmp_path_factory.mktemp("hostproject-gunicorn")
-    # TMPDIR only isolates the exporter's default state directory from other test runs.
-    environment = {**host_environment, "TMPDIR": str(runtime)}
     with gunicorn(
-        "tests.hostproject.wsgi", environment, runtime / "gunicorn.log", ready_path="/dbhealth/sd"
+        "tests.hostproject.wsgi",
+        host_environment,
+        runtime / "gunicorn.log",
+        ready_path="/dbhealth/sd",
     ) as served:
         yield served
 
@@ -125,3 +128,61 @@ def test_cache_database_file_was_made_by_migrate_not_by_the_probe(host_environme
     with sqlite3.connect(host_environment["HOSTPROJECT_CACHE_PATH"]) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert "cache_cacheentry" in tables
+
+
+@pytest.fixture(scope="module")
+def service(host, host_environment, tmp_path_factory) -> Iterator[Served]:
+    """`python -m django serve` with the host's settings, after the host's migrations."""
+    runtime = tmp_path_factory.mktemp("hostproject-serve")
+    with serve(
+        host_environment,
+        runtime / "service.log",
+        ready_path="/sd",
+        settings_module="tests.hostproject.settings",
+    ) as served:
+        yield served
+
+
+def test_serve_with_the_host_settings_exports_every_alias_and_the_route_map(service):
+    status, text = service.get("/metrics")
+    assert status == 200, text
+    found = samples(text)
+    assert by_labels(found["dbhealth_up"], "alias", "vendor") == {
+        (alias, vendor): 1.0 for alias, vendor in ALIASES.items()
+    }
+    assert ("blog", "Post", "read_replica", "default") in by_labels(
+        found["dbhealth_route_info"], "app_label", "model", "read_alias", "write_alias"
+    )
+    assert by_labels(found["dbhealth_migrations_pending"], "alias")[("default",)] == 1.0
+    # dbhealth's middleware, not the host's (CommonMiddleware only): django-prometheus counts.
+    assert "django_http_requests_before_middlewares_total" in found
+
+
+def test_serve_with_the_host_settings_serves_dbhealths_urls_not_the_hosts(service):
+    status, page = service.get("/")
+    assert status == 200
+    assert page != "the host project's home page\n" and 'data-alias="default"' in page
+    assert service.get("/dbhealth/metrics")[0] == 404
+    status, body = service.get("/probe?alias=cache_db")
+    assert status == 200 and 'dbhealth_up{alias="cache_db",vendor="sqlite"} 1.0' in body
+
+
+def test_serve_answers_the_hosts_named_in_dbhealth_allowed_hosts(host_environment, tmp_path):
+    """DBHEALTH_ALLOWED_HOSTS in the host's settings replaces ALLOWED_HOSTS for the service."""
+    package = tmp_path / "hostwithhosts"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "settings.py").write_text(
+        "from tests.hostproject.settings import *  # noqa: F403\n"
+        'DBHEALTH_ALLOWED_HOSTS = ["dbhealth.internal"]\n'
+    )
+    environment = {**host_environment, "PYTHONPATH": f"{tmp_path}:{REPO}"}
+    with serve(
+        environment,
+        tmp_path / "service.log",
+        ready_path="/sd",
+        settings_module="hostwithhosts.settings",
+    ) as served:
+        assert served.get("/sd", headers={"Host": "dbhealth.internal"})[0] == 200
+        # 127.0.0.1 is among the host's ALLOWED_HOSTS, not among DBHEALTH_ALLOWED_HOSTS.
+        assert served.get("/sd")[0] == 400

@@ -1,4 +1,4 @@
-"""One gunicorn-served exporter for the security tests, with aliases that fail in every way.
+"""One exporter served by `manage.py serve` for the security tests, with aliases failing every way.
 
 Every password in its configuration starts with one unique prefix, so a single search of any
 output finds a leak of any of them.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import Served, gunicorn
+from tests.serving import Served, serve
 from tests.support.ports import free_port
 
 PLANTED = f"Planted{secrets.token_hex(8)}"
@@ -21,7 +21,6 @@ PLANTED = f"Planted{secrets.token_hex(8)}"
 class SecuredService:
     served: Served
     config: Path
-    state_dir: Path
     token: str
     env: dict[str, str]
 
@@ -61,16 +60,9 @@ OPTIONS = {{ password = "{PLANTED}options" }}
     )
     env = {
         "DBHEALTH_CONFIG": str(config),
-        "DBHEALTH_STATE_DIR": str(directory / "state"),
         "DBHEALTH_DATA_DIR": str(directory / "data"),
         "DBHEALTH_AUTH_TOKEN_FILE": str(directory / "token"),
         "DBHEALTH_LOG_LEVEL": "DEBUG",
     }
-    with gunicorn("config.wsgi", env, directory / "gunicorn.log", "/") as served:
-        yield SecuredService(
-            served=served,
-            config=config,
-            state_dir=directory / "state",
-            token="scrape-token-for-tests",
-            env=env,
-        )
+    with serve(env, directory / "service.log", "/sd") as served:
+        yield SecuredService(served=served, config=config, token="scrape-token-for-tests", env=env)

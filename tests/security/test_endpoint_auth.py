@@ -8,7 +8,8 @@ import pytest
 
 from tests.bad_input.test_configuration import REPO
 from tests.security.http_client import request
-from tests.serving import gunicorn
+from tests.serving import serve
+from tests.support.ports import free_port
 
 PATHS = ["/", "/metrics", "/healthz", "/probe?alias=pg_good"]
 
@@ -70,20 +71,25 @@ def test_an_unusable_token_file_stops_start_up_instead_of_opening_up(tmp_path, c
     env = {
         "DBHEALTH_AUTH_TOKEN_FILE": str(token_file),
         "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
-        "DBHEALTH_STATE_DIR": str(tmp_path / "state"),
+        "PATH": "/usr/bin:/bin",
     }
-    log = tmp_path / "gunicorn.log"
-    with (
-        pytest.raises(RuntimeError, match="gunicorn exited"),
-        gunicorn("config.wsgi", env, log, "/"),
-    ):
-        pass
-    assert f"dbhealth: DBHEALTH_AUTH_TOKEN_FILE {token_file}: " in log.read_text()
-    assert reason in log.read_text()
+    # Were it to serve, it would serve here until the timeout fails the test.
+    served = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert served.returncode == 1
+    assert served.stderr.startswith(f"dbhealth: DBHEALTH_AUTH_TOKEN_FILE {token_file}: ")
+    assert reason in served.stderr and served.stderr.count("\n") == 1, served.stderr
     check = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=REPO,
-        env={**env, "PATH": "/usr/bin:/bin"},
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -94,8 +100,8 @@ def test_an_unusable_token_file_stops_start_up_instead_of_opening_up(tmp_path, c
 
 
 def test_off_by_default(tmp_path) -> None:
-    env = {"DBHEALTH_DATA_DIR": str(tmp_path / "data"), "DBHEALTH_STATE_DIR": str(tmp_path / "s")}
-    with gunicorn("config.wsgi", env, tmp_path / "gunicorn.log", "/", workers=1) as served:
+    env = {"DBHEALTH_DATA_DIR": str(tmp_path / "data")}
+    with serve(env, tmp_path / "service.log", "/sd") as served:
         reply = request(served.address, "GET", "/metrics")
     assert reply.status == 200
     assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in reply.body

@@ -1,5 +1,8 @@
 """Odd requests get a short 4xx: no traceback, no DEBUG page, nothing echoed back."""
 
+import select
+import socket
+
 import pytest
 
 from tests.security.http_client import request
@@ -18,7 +21,7 @@ NO_DEBUG = ("Traceback", "DEBUG = True", "URLconf", "Django tried these URL patt
         ("/probe?alias=%3Cscript%3Ealert(1)%3C/script%3E", 404),
         ("/probe?alias=pg_good%0d%0aX-Injected:%201", 404),
         ("/metrics?" + "a=b&" * 900, 200),
-        # gunicorn refuses request lines over 4094 bytes before Django sees them.
+        # Request lines over 4 KiB are refused before Django sees them (exporter/server.py).
         ("/metrics?" + "a" * 10000, 414),
         ("/nope", 404),
         ("/metrics/../../etc/passwd", 404),
@@ -57,3 +60,25 @@ def test_a_host_outside_allowed_hosts_is_400_without_details(secured) -> None:
     assert reply.status == 400
     assert "evil.example" not in reply.body
     assert not any(marker in reply.body for marker in NO_DEBUG)
+
+
+def test_headers_over_8_kib_are_431(secured) -> None:
+    headers = {"Authorization": f"Bearer {secured.token}", "X-Padding": "p" * 9000}
+    reply = request(secured.served.address, "GET", "/metrics", headers)
+    assert reply.status == 431
+    assert reply.body == "request headers too large\n"
+
+
+def test_a_request_head_trickling_past_8_kib_is_400(secured) -> None:
+    """uvicorn (h11) refuses a head still incomplete past 8 KiB: a slowloris cannot grow it."""
+    host, port = secured.served.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for number in range(12):
+            # Stop sending once the server has answered, so that its answer is not reset away.
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+            sock.sendall(f"X-Padding-{number}: {'p' * 1000}\r\n".encode())
+        answer = sock.recv(4096).decode()
+    assert number >= 8  # more than 8 KiB went out before the answer
+    assert answer.startswith("HTTP/1.1 400 "), answer

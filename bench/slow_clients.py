@@ -1,0 +1,135 @@
+"""Scrape latency with and without slow clients holding connections open.
+
+Starts the six reference aliases' servers (PostgreSQL primary and streaming replica, MariaDB, a
+SQLite file; bench/fleet.py) and `manage.py serve` watching them on a free loopback port, then
+times sequential /metrics scrapes twice: alone, and while 200 idle connections and 8 slowloris
+connections (a request head trickling in, one header line every 2 s) are open. Prints median and
+maximum of each, the slow connections still open at the end, and the service's memory (PSS).
+`--gunicorn` adds the same two runs against gunicorn's gthread worker (the README's old command)
+for comparison. Figures only, no assertions; loopback only.
+
+    .venv/bin/python -m bench.slow_clients [--scrapes 50] [--gunicorn] [--databases demo]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bench.compare import reference_aliases
+from bench.contenders import REPO, Contender, start_dbhealth, write_config
+from bench.fleet import start_fleet
+from bench.scrape import Samples, scrape_series
+from tests.serving import SlowClients
+from tests.support.ports import free_port
+from tests.support.process import make_tempdir
+
+CLIENT_TIMEOUT = 10.0
+GIVE_UP_AFTER_ERRORS = 3  # a server that times out scrapes is not timed out 50 times over
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def start_serve(name: str, config: Path | None, workdir: Path) -> Contender:
+    home = workdir / name
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DBHEALTH_DATA_DIR": str(home),
+        "DBHEALTH_LOG_LEVEL": "WARNING",
+    }
+    if config is not None:
+        env["DBHEALTH_CONFIG"] = str(config)
+    command = [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"]
+    return Contender(name, command, env, port, workdir, cwd=REPO)
+
+
+def measure(contender: Contender, args: argparse.Namespace) -> dict:
+    contender.wait_ready()
+    scrape_series(contender.port, 5, CLIENT_TIMEOUT)  # warm-up: connections opened, caches read
+    alone = series(contender.port, args)
+    address = f"127.0.0.1:{contender.port}"
+    with SlowClients(address, idle=args.idle, slow=args.slow, interval=args.interval) as clients:
+        # Every slowloris connection has trickled a line in before the first timed scrape.
+        time.sleep(args.interval * 1.5)
+        crowded = series(contender.port, args)
+        idle_open, slow_open = clients.still_open()
+        lines = min(clients.lines_sent)
+    usage = contender.usage()
+    return {
+        "alone": figures(alone),
+        "with_slow_clients": figures(crowded),
+        "idle_still_open": idle_open,
+        "slow_still_open": slow_open,
+        "header_lines_per_slow_connection": lines,
+        "processes": len(contender.pids()),
+        "pss_mib": round(usage.pss_bytes / 2**20, 1),
+        "rss_mib": round(usage.rss_bytes / 2**20, 1),
+    }
+
+
+def series(port: int, args: argparse.Namespace) -> Samples:
+    samples = Samples()
+    while samples.count < args.scrapes and len(samples.errors) < GIVE_UP_AFTER_ERRORS:
+        samples.extend(scrape_series(port, 1, CLIENT_TIMEOUT, args.gap))
+    return samples
+
+
+def figures(samples: Samples) -> dict:
+    summary = samples.summary()
+    keep = ("scrapes", "errors", "error_examples", "median_ms", "max_ms", "body_bytes")
+    return {key: summary[key] for key in keep}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.slow_clients", description=__doc__)
+    parser.add_argument("--scrapes", type=int, default=50, help="timed scrapes per run")
+    parser.add_argument("--gap", type=float, default=0.1, help="seconds before each scrape")
+    parser.add_argument("--idle", type=int, default=200)
+    parser.add_argument("--slow", type=int, default=8)
+    parser.add_argument("--interval", type=float, default=2.0, help="slowloris line interval")
+    parser.add_argument("--databases", choices=("reference", "demo"), default="reference")
+    parser.add_argument("--gunicorn", action="store_true", help="also gunicorn, 2 x 4 gthread")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    workdir = make_tempdir("dbhealth-slow-", None)
+    fleet = None
+    results: dict = {"parameters": vars(args)}
+    try:
+        config = None
+        if args.databases == "reference":
+            log(f"starting the reference servers in {workdir}")
+            fleet = start_fleet(0, workdir)
+            aliases = reference_aliases(fleet, "dbh_slow")
+            config = write_config(workdir / "dbhealth.toml", aliases, {})
+        runs = [("serve", lambda: start_serve("serve", config, workdir))]
+        if args.gunicorn:
+            if config is None:
+                aliases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "demo"}}
+                aliases["default"]["NAME"] = str(workdir / "demo.sqlite3")
+                (workdir / "demo.sqlite3").touch()
+            runs.append(("gunicorn", lambda: start_dbhealth("gunicorn", aliases, {}, workdir)))
+        for name, start in runs:
+            log(f"measuring {name}")
+            contender = start()
+            try:
+                results[name] = measure(contender, args)
+            finally:
+                contender.stop()
+    finally:
+        if fleet is not None:
+            fleet.close()
+        # The config holds the logins' passwords.
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -165,8 +165,11 @@ class Families:
             labels=["alias", "part"],
         )
 
+        self.health = HealthFamilies()
+
     def all(self) -> list[Metric]:
-        return [value for value in vars(self).values() if isinstance(value, Metric)]
+        own = [value for value in vars(self).values() if isinstance(value, Metric)]
+        return own + self.health.all()
 
     def add_alias(self, target: Target, state: AliasState, now: float) -> None:
         alias = target.alias
@@ -229,3 +232,150 @@ class Families:
                 self.statement_mean.add_metric(labels, statement.mean_seconds)
                 self.statement_rows.add_metric(labels, statement.rows)
                 self.statement_info.add_metric([*labels, label_text(statement.query)], 1)
+        self.health.add(alias, state)
+
+
+# Simple per-alias gauges of the health signals: (metric name, help, AliasState attribute).
+HEALTH_GAUGES = (
+    (
+        "dbhealth_oldest_transaction_seconds",
+        "Age of the oldest open transaction on the alias's database (not dbhealth's own).",
+        "oldest_transaction_seconds",
+    ),
+    (
+        "dbhealth_oldest_idle_in_transaction_seconds",
+        "The longest a session has sat idle inside an open transaction.",
+        "oldest_idle_in_transaction_seconds",
+    ),
+    (
+        "dbhealth_blocked_sessions",
+        "Sessions waiting for a lock another session holds.",
+        "blocked_sessions",
+    ),
+    (
+        "dbhealth_longest_lock_wait_seconds",
+        "The longest current wait for a lock.",
+        "longest_lock_wait_seconds",
+    ),
+    (
+        "dbhealth_server_start_time_seconds",
+        "When the database server last started, in unix time.",
+        "server_start_time",
+    ),
+    (
+        "dbhealth_transaction_id_age",
+        "PostgreSQL: age of the database's oldest unfrozen transaction id (wraparound at 2^31).",
+        "transaction_id_age",
+    ),
+    (
+        "dbhealth_multixact_id_age",
+        "PostgreSQL: age of the database's oldest multixact id.",
+        "multixact_id_age",
+    ),
+    ("dbhealth_threads_running", "MySQL/MariaDB: Threads_running.", "threads_running"),
+    (
+        "dbhealth_undo_history_length",
+        "MySQL/MariaDB: InnoDB history list length (purge lag).",
+        "undo_history_length",
+    ),
+    ("dbhealth_sqlite_wal_bytes", "SQLite: size of the -wal file.", "sqlite_wal_bytes"),
+)
+
+
+class HealthFamilies:
+    """The signals that come before an outage: long transactions, locks, wraparound, slots,
+    restarts, deadlocks, ids running out, SQLite's WAL and integrity."""
+
+    def __init__(self) -> None:
+        self.gauges = [
+            (gauge(name, documentation, labels=["alias"]), attribute)
+            for name, documentation, attribute in HEALTH_GAUGES
+        ]
+        self.transactions = counter(
+            "dbhealth_transactions",
+            "Transactions ended, by outcome (PostgreSQL: the database; MySQL: the server).",
+            labels=["alias", "outcome"],
+        )
+        self.deadlocks = counter(
+            "dbhealth_deadlocks",
+            "Deadlocks detected (PostgreSQL: the database; MySQL: the server).",
+            labels=["alias"],
+        )
+        self.aborted = counter(
+            "dbhealth_aborted_connections",
+            "MySQL/MariaDB: connections aborted, by kind (connect: failed attempts, client: "
+            "clients gone without closing).",
+            labels=["alias", "kind"],
+        )
+        self.slot_active = gauge(
+            "dbhealth_replication_slot_active",
+            "PostgreSQL primaries: 1 while a consumer is attached to the replication slot.",
+            labels=["alias", "slot"],
+        )
+        self.slot_retained = gauge(
+            "dbhealth_replication_slot_retained_bytes",
+            "PostgreSQL primaries: WAL the replication slot keeps on disk.",
+            labels=["alias", "slot"],
+        )
+        self.replica_error = gauge(
+            "dbhealth_replica_last_error",
+            "MySQL/MariaDB replicas: number of the replication thread's last error, 0 when none.",
+            labels=["alias", "thread"],
+        )
+        self.id_headroom = gauge(
+            "dbhealth_id_headroom_ratio",
+            "Share of an id column's range still free (1 empty, 0 exhausted), for the tables "
+            "with the least; model names the Django model where the project has one.",
+            labels=["alias", "table", "model"],
+        )
+        self.integrity_ok = gauge(
+            "dbhealth_integrity_ok",
+            "SQLite: 1 if PRAGMA quick_check found no problem, 0 if it found corruption.",
+            labels=["alias"],
+        )
+        self.integrity_checked = gauge(
+            "dbhealth_integrity_checked_timestamp_seconds",
+            "SQLite: when PRAGMA quick_check last ran.",
+            labels=["alias"],
+        )
+
+    def all(self) -> list[Metric]:
+        return [family for family, _ in self.gauges] + [
+            self.transactions,
+            self.deadlocks,
+            self.aborted,
+            self.slot_active,
+            self.slot_retained,
+            self.replica_error,
+            self.id_headroom,
+            self.integrity_ok,
+            self.integrity_checked,
+        ]
+
+    def add(self, alias: str, state: AliasState) -> None:
+        for family, attribute in self.gauges:
+            value = getattr(state, attribute)
+            if value is not None:
+                family.add_metric([alias], value)
+        for outcome, count in sorted((state.transactions or {}).items()):
+            self.transactions.add_metric([alias, outcome], count)
+        if state.deadlocks is not None:
+            self.deadlocks.add_metric([alias], state.deadlocks)
+        for kind, count in sorted((state.aborted_connections or {}).items()):
+            self.aborted.add_metric([alias, kind], count)
+        if not state.replica:
+            for slot in state.replication_slots or ():
+                labels = [alias, label_text(slot.name, 128)]
+                self.slot_active.add_metric(labels, 1 if slot.active else 0)
+                if slot.retained_bytes is not None:
+                    self.slot_retained.add_metric(labels, slot.retained_bytes)
+        if state.replica:
+            for thread, number in sorted((state.replica_last_errors or {}).items()):
+                self.replica_error.add_metric([alias, thread], number)
+        for item in state.id_headroom or ():
+            labels = [alias, label_text(item.table, 256), label_text(item.model, 256)]
+            self.id_headroom.add_metric(labels, item.ratio)
+        if state.integrity_ok is not None:
+            self.integrity_ok.add_metric([alias], 1 if state.integrity_ok else 0)
+        if state.integrity_checked is not None:
+            self.integrity_checked.add_metric([alias], state.integrity_checked)

@@ -61,6 +61,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "statement_text_length": 200,
     "scrape_timeout_margin": 0.5,
     "max_connections_per_server": 16,
+    "id_headroom_top_n": 10,
+    "integrity_interval": 3600.0,
 }
 # Per-alias options that become Target fields, with the defaults of those not in GLOBAL_DEFAULTS.
 TARGET_OPTION_KEYS = {
@@ -70,6 +72,8 @@ TARGET_OPTION_KEYS = {
     "statement_text_length",
     "replica",
     "migrations",
+    "id_headroom_top_n",
+    "integrity_interval",
 }
 TARGET_DEFAULTS: dict[str, Any] = {"replica": False, "migrations": True}
 # Monitoring credentials replacing the application's USER and PASSWORD for the probe.
@@ -85,6 +89,8 @@ VALIDATORS = {
     "statement_text_length": whole_number,
     "scrape_timeout_margin": non_negative_number,
     "max_connections_per_server": positive_whole_number,
+    "id_headroom_top_n": whole_number,
+    "integrity_interval": positive_number,
     "replica": boolean,
     "migrations": boolean,
     "user": text,

@@ -30,9 +30,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from exporter.prober import AliasProber, Progress
+from exporter.probes import PROBES, VendorProbe
 from exporter.project_insight import project_layout
 from exporter.state import (
+    ACTIVITY_FIELDS,
+    ACTIVITY_PART,
     EXPENSIVE_PARTS,
+    INTEGRITY_PART,
+    REFRESHED_PARTS,
     SERVER_FACTS,
     SERVER_PART,
     AliasState,
@@ -225,7 +230,7 @@ class ProbeService:
                 )
                 continue
             state = self._states.get(target.alias) or AliasState()
-            parts = due_parts(state, now, self.options.refresh_interval)
+            parts = due_parts(state, now, self.options.refresh_interval, target.integrity_interval)
             if target.alias in readers:
                 parts |= {SERVER_PART}
             run = ProbeRun(
@@ -340,11 +345,13 @@ class ProbeService:
         previous = self._states.get(target.alias)
         state = (previous or AliasState()).evolve()
         now = time.monotonic()
-        apply_outcome(state, outcome, wall=time.time(), now=now)
+        probe = PROBES.get(target.vendor)
+        server_facts = probe.server_facts if probe is not None else SERVER_FACTS
+        apply_outcome(state, outcome, wall=time.time(), now=now, server_facts=server_facts)
         if outcome.up:
             key = facts_key(target)
             if outcome.read_server:
-                facts = {fact: getattr(outcome.observations, fact) for fact in SERVER_FACTS}
+                facts = {fact: getattr(outcome.observations, fact) for fact in server_facts}
                 self._facts[key] = ServerFacts(values=facts, read_at=now)
                 self._share_facts(key, target.alias)
             if key in self._facts:
@@ -363,18 +370,26 @@ class ProbeService:
                 self._states[other.alias] = updated
 
 
-def due_parts(state: AliasState, now: float, refresh_interval: float) -> frozenset[str]:
-    """Expensive parts are read at most once per refresh interval; failures are never cached."""
+def due_parts(
+    state: AliasState, now: float, refresh_interval: float, integrity_interval: float
+) -> frozenset[str]:
+    """Activity on every probe; the refreshed parts at most once per refresh interval, the
+    integrity check once per integrity interval; failures are never cached."""
     read_at = {
         "size": state.size_at,
         "statements": state.statements_at,
         "project": state.project_at,
+        "ids": state.ids_at,
     }
-    return frozenset(
+    due = {ACTIVITY_PART}
+    due.update(
         part
-        for part in EXPENSIVE_PARTS
+        for part in REFRESHED_PARTS
         if read_at[part] is None or now - read_at[part] >= refresh_interval
     )
+    if state.integrity_at is None or now - state.integrity_at >= integrity_interval:
+        due.add(INTEGRITY_PART)
+    return frozenset(due)
 
 
 def finished_outcome(progress: Progress, read_server: bool) -> ProbeOutcome:
@@ -389,6 +404,7 @@ def finished_outcome(progress: Progress, read_server: bool) -> ProbeOutcome:
             observations=progress.observations,
             read_server=read_server,
             parts_failed=dict(progress.parts_failed),
+            parts_read=frozenset(progress.parts_read),
             **common,
         )
     return ProbeOutcome(
@@ -406,32 +422,27 @@ def deadline_outcome(run: ProbeRun) -> ProbeOutcome:
     if progress.answered:
         # It answered the ping; only the slower reads ran out of time. Report what was read;
         # the server facts, possibly half read, come from the server's last full reading.
-        observed = answered_observations(progress)
+        observed = answered_observations(progress, run.prober.vendor_probe)
+        read = frozenset(progress.parts_read)
         failed = dict(progress.parts_failed)
         for part in EXPENSIVE_PARTS:
-            if part in run.parts and part not in failed and not part_read(observed, part):
+            if part in run.parts and part not in failed and part not in read:
                 failed[part] = ("timeout", "the deadline passed while reading it")
-        return ProbeOutcome(up=True, observations=observed, parts_failed=failed, **common)
+        return ProbeOutcome(
+            up=True, observations=observed, parts_failed=failed, parts_read=read, **common
+        )
     if run.waiting_for is not None:
         return waited_outcome(run)
     message = f"no answer within the {run.target.deadline:.2f} s deadline"
     return ProbeOutcome(up=False, reason="timeout", message=message, **common)
 
 
-def answered_observations(progress: Progress) -> Observations:
+def answered_observations(progress: Progress, probe: VendorProbe | None) -> Observations:
     """What a probe past its deadline had read, less any half-read server facts."""
     observed = copy.copy(progress.observations)
-    for fact in SERVER_FACTS:
+    for fact in probe.server_facts if probe is not None else SERVER_FACTS:
         setattr(observed, fact, None)
     return observed
-
-
-def part_read(observed: Observations, part: str) -> bool:
-    if part == "size":
-        return observed.size_bytes is not None
-    if part == "statements":
-        return observed.statements_available is not None
-    return observed.project is not None
 
 
 def waited_outcome(run: ProbeRun) -> ProbeOutcome:
@@ -443,7 +454,13 @@ def waited_outcome(run: ProbeRun) -> ProbeOutcome:
     )
 
 
-def apply_outcome(state: AliasState, outcome: ProbeOutcome, wall: float, now: float) -> None:
+def apply_outcome(
+    state: AliasState,
+    outcome: ProbeOutcome,
+    wall: float,
+    now: float,
+    server_facts: tuple[str, ...] = SERVER_FACTS,
+) -> None:
     state.checked_at = now
     state.probe_seconds = outcome.probe_seconds
     if outcome.connect_seconds is not None:
@@ -462,25 +479,36 @@ def apply_outcome(state: AliasState, outcome: ProbeOutcome, wall: float, now: fl
     state.reason = None
     state.message = None
     state.last_success = wall
-    if observed.size_bytes is not None:
+    read = outcome.parts_read
+    if ACTIVITY_PART in read:
+        # Replaced whole: a signal that could not be seen this time is unknown, not old.
+        for name in ACTIVITY_FIELDS:
+            if name not in server_facts:
+                setattr(state, name, getattr(observed, name))
+    if "size" in read:
         state.size_bytes = observed.size_bytes
         state.size_at = now
-    if observed.statements_available is not None:
+    if "statements" in read:
         state.statements_available = observed.statements_available
         state.statements_problem = observed.statements_problem
         # Known to be unavailable (no extension, no privilege): asked again only after
         # refresh_interval, not on every probe.
         state.statements = observed.statements
         state.statements_at = now
-    if observed.project is not None:
+    if "project" in read:
         state.project = observed.project
         state.project_at = now
-    for part in EXPENSIVE_PARTS:
-        if part in outcome.parts_failed:
-            state.failing_parts[part] = outcome.parts_failed[part][1]
-        elif part_read(observed, part):
-            state.failing_parts.pop(part, None)
-    for part, (reason, _) in outcome.parts_failed.items():
+    if "ids" in read:
+        state.id_headroom = observed.id_headroom
+        state.ids_at = now
+    if INTEGRITY_PART in read:
+        state.integrity_ok = observed.integrity_ok
+        state.integrity_at = now
+        state.integrity_checked = wall if observed.integrity_ok is not None else None
+    for part in read:
+        state.failing_parts.pop(part, None)
+    for part, (reason, message) in outcome.parts_failed.items():
+        state.failing_parts[part] = message
         key = (part, reason)
         state.part_failures[key] = state.part_failures.get(key, 0) + 1
         if part == "statements":

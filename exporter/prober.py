@@ -21,9 +21,16 @@ from django.db.utils import load_backend
 
 from exporter.failures import classify
 from exporter.probes import PROBES, StatementsUnavailable, VendorProbe
-from exporter.project_insight import read_project
+from exporter.project_insight import model_of_table, read_project
 from exporter.redaction import redact, secrets_of
-from exporter.state import EXPENSIVE_PARTS, SERVER_PART, Observations
+from exporter.state import (
+    ACTIVITY_PART,
+    EXPENSIVE_PARTS,
+    INTEGRITY_PART,
+    SERVER_PART,
+    IdHeadroom,
+    Observations,
+)
 from exporter.targets import Target
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,8 @@ class Progress:
     observations: Observations = field(default_factory=Observations)
     # part -> (reason, message) for optional parts that could not be read this time
     parts_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Optional parts read to the end this time (what they found may still be None: unknown).
+    parts_read: set[str] = field(default_factory=set)
     finished_after: float | None = None
 
 
@@ -122,9 +131,18 @@ class AliasProber:
             progress.parts_failed[part] = ("timeout", "no time left before the deadline")
             return
         observations = progress.observations
+        probe = self.vendor_probe
         try:
-            if part == "size":
-                observations.size_bytes = self.vendor_probe.read_size(wrapper, cursor)
+            if part == ACTIVITY_PART:
+                probe.read_activity(wrapper, cursor, observations)
+            elif part == "size":
+                observations.size_bytes = probe.read_size(wrapper, cursor)
+            elif part == "ids":
+                observations.id_headroom = name_models(
+                    probe.read_ids(wrapper, cursor, self.target.id_headroom_top_n)
+                )
+            elif part == INTEGRITY_PART:
+                observations.integrity_ok = probe.read_integrity(wrapper, cursor)
             elif part == "statements":
                 statements = self.vendor_probe.read_statements(
                     wrapper,
@@ -147,6 +165,8 @@ class AliasProber:
             message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             progress.parts_failed[part] = (classify(exc, self.vendor_probe), message)
             self._raise_if_connection_broken(exc)
+            return
+        progress.parts_read.add(part)
 
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:
@@ -206,3 +226,10 @@ class AliasProber:
                 wrapper.close()
             except Exception:
                 logger.debug("closing %s failed", self.target.alias, exc_info=True)
+
+
+def name_models(found: list[IdHeadroom] | None) -> list[IdHeadroom] | None:
+    """Name the Django model behind each table, where the project has one (embedded mode)."""
+    for item in found or ():
+        item.model = model_of_table(item.table)
+    return found

@@ -83,6 +83,8 @@ class ProjectLayout:
     migrations: tuple[MigrationNode, ...]
     routes: tuple[Route, ...]
     unmanaged: tuple[UnmanagedModel, ...]
+    # Table name -> "app_label.Model", to name the model behind an id column running out.
+    models_by_table: dict[str, str]
 
     @property
     def empty(self) -> bool:
@@ -109,7 +111,18 @@ def build_layout() -> ProjectLayout:
         migrations=migration_nodes(MigrationLoader(None, ignore_no_migrations=True)),
         routes=model_routes,
         unmanaged=unmanaged_models(model_routes),
+        models_by_table={
+            model._meta.db_table: model._meta.label
+            for model in apps.get_models(include_auto_created=True)
+            if not model._meta.proxy
+        },
     )
+
+
+def model_of_table(table: str) -> str:
+    """The model whose table this is ("app_label.Model"), or "" when the project has none."""
+    models = project_layout().models_by_table
+    return models.get(table) or models.get(table.lower(), "")
 
 
 def migration_nodes(loader: MigrationLoader) -> tuple[MigrationNode, ...]:

@@ -19,8 +19,15 @@ REASONS = (
     "connection_limit",
     "error",
 )
-EXPENSIVE_PARTS = ("size", "statements", "project")
+# Optional parts of a probe, in the order they are read. `activity` (transactions, locks, WAL
+# file) is read on every probe; the refreshed parts at most once per refresh_interval; the
+# integrity check at most once per integrity_interval.
+ACTIVITY_PART = "activity"
+REFRESHED_PARTS = ("size", "statements", "project", "ids")
+INTEGRITY_PART = "integrity"
+EXPENSIVE_PARTS = (ACTIVITY_PART, *REFRESHED_PARTS, INTEGRITY_PART)
 # Read on every round, but through one alias per server: the facts below describe the server.
+# Each vendor probe names which of the observations it reads there (VendorProbe.server_facts).
 SERVER_PART = "server"
 SERVER_FACTS = (
     "version",
@@ -29,6 +36,7 @@ SERVER_FACTS = (
     "replica",
     "replica_connected",
     "replication_lag_seconds",
+    "server_start_time",
 )
 
 
@@ -48,6 +56,22 @@ class UnmanagedTable:
     model: str
     table: str
     present: bool
+
+
+@dataclass
+class ReplicationSlot:
+    name: str
+    active: bool
+    retained_bytes: float | None  # None: the slot has never reserved WAL
+
+
+@dataclass
+class IdHeadroom:
+    """How much of an id column's range is still free: 1 empty, 0 exhausted."""
+
+    table: str
+    ratio: float
+    model: str = ""  # "app_label.Model" when the Django project knows the table
 
 
 @dataclass
@@ -73,6 +97,44 @@ class Observations:
     statements_available: bool | None = None
     statements_problem: str | None = None
     project: ProjectReading | None = None
+    # Trouble before an outage (see README, "Health signals").
+    oldest_transaction_seconds: float | None = None
+    oldest_idle_in_transaction_seconds: float | None = None
+    blocked_sessions: int | None = None
+    longest_lock_wait_seconds: float | None = None
+    transactions: dict[str, int] | None = None  # outcome (commit, rollback) -> count
+    deadlocks: int | None = None
+    transaction_id_age: int | None = None
+    multixact_id_age: int | None = None
+    server_start_time: float | None = None  # wall clock
+    replication_slots: list[ReplicationSlot] | None = None
+    threads_running: int | None = None
+    undo_history_length: int | None = None
+    aborted_connections: dict[str, int] | None = None  # kind (connect, client) -> count
+    replica_last_errors: dict[str, int] | None = None  # thread (io, sql) -> error number
+    sqlite_wal_bytes: int | None = None
+    id_headroom: list[IdHeadroom] | None = None
+    integrity_ok: bool | None = None
+
+
+# What the activity part reads: replaced whole on every probe that reads it, less the ones a
+# vendor reads as server facts instead.
+ACTIVITY_FIELDS = (
+    "oldest_transaction_seconds",
+    "oldest_idle_in_transaction_seconds",
+    "blocked_sessions",
+    "longest_lock_wait_seconds",
+    "transactions",
+    "deadlocks",
+    "transaction_id_age",
+    "multixact_id_age",
+    "replication_slots",
+    "threads_running",
+    "undo_history_length",
+    "aborted_connections",
+    "replica_last_errors",
+    "sqlite_wal_bytes",
+)
 
 
 @dataclass
@@ -90,6 +152,8 @@ class ProbeOutcome:
     read_server: bool = False
     # Optional parts that could not be read this time: part -> (reason, message).
     parts_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Optional parts read to the end this time.
+    parts_read: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -121,6 +185,9 @@ class AliasState(Observations):
     size_at: float | None = None  # monotonic
     statements_at: float | None = None  # monotonic
     project_at: float | None = None  # monotonic
+    ids_at: float | None = None  # monotonic
+    integrity_at: float | None = None  # monotonic
+    integrity_checked: float | None = None  # wall clock, exported
 
     def evolve(self) -> "AliasState":
         """A copy to build the next published state from; the counters are copied, nested

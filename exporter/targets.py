@@ -60,6 +60,8 @@ class Target:
     deadline: float
     critical: bool
     statement_top_n: int
+    id_headroom_top_n: int
+    integrity_interval: float
     statement_text_length: int
     replica: bool
     # False for an alias nobody migrates: its pending migrations are not read.

@@ -11,7 +11,7 @@ import socket
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from exporter.state import Observations, Statement
+from exporter.state import SERVER_FACTS, IdHeadroom, Observations, Statement
 
 
 class StatementsUnavailable(Exception):
@@ -20,6 +20,9 @@ class StatementsUnavailable(Exception):
 
 class VendorProbe(ABC):
     vendor: ClassVar[str]
+    # The observations read_server() fills: they describe the whole server, so the aliases on
+    # it share them. Everything else a probe reads belongs to the alias's database.
+    server_facts: ClassVar[tuple[str, ...]] = SERVER_FACTS
 
     @abstractmethod
     def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
@@ -47,9 +50,23 @@ class VendorProbe(ABC):
         Aliases on one server share them, so a round reads them through one alias per server.
         """
 
+    def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:  # noqa: B027
+        """Read on every probe: the alias's open transactions, lock waits and counters (the
+        health signals that come before an outage). A signal it cannot see stays None."""
+
     @abstractmethod
     def read_size(self, wrapper: Any, cursor: Any) -> float:
         """Bytes used by the alias's database."""
+
+    def read_ids(self, wrapper: Any, cursor: Any, top_n: int) -> list[IdHeadroom] | None:
+        """The `top_n` id columns (sequences, AUTO_INCREMENT, rowid) with the least headroom,
+        or None where that cannot be read. Read at most once per refresh_interval."""
+        return None
+
+    def read_integrity(self, wrapper: Any, cursor: Any) -> bool | None:
+        """A consistency check of the database file, or None where the vendor has none. Read at
+        most once per integrity_interval."""
+        return None
 
     def read_statements(
         self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float

@@ -28,7 +28,7 @@ def test_plain_check_reads_no_database(exporter_settings, no_probing, monkeypatc
     exporter_settings({"gone": refused_postgres_entry(password="unused")})
     # As embedded: a project with something to find on that alias.
     legacy = UnmanagedModel("legacy", "LegacyCustomer", "customers", ("gone",))
-    layout = ProjectLayout(migrations=(), routes=(), unmanaged=(legacy,))
+    layout = ProjectLayout(migrations=(), routes=(), unmanaged=(legacy,), models_by_table={})
     monkeypatch.setattr(project_checks, "project_layout", lambda: layout)
     assert check_project_on_databases(databases=None) == []
 

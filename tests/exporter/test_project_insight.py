@@ -59,6 +59,7 @@ LAYOUT = ProjectLayout(
     migrations=(USERS, BLOG, LEGACY, ANALYTICS_SQL),
     routes=(),
     unmanaged=(UnmanagedModel("legacy", "LegacyCustomer", "customers", ("legacy_db",)),),
+    models_by_table={},
 )
 
 
@@ -94,7 +95,7 @@ def test_a_squashed_migration_is_applied_when_everything_it_replaces_is():
         create("Post"),
         replaces=[("blog", "0001_initial"), ("blog", "0002_more")],
     )
-    layout = ProjectLayout(migrations=(squashed,), routes=(), unmanaged=())
+    layout = ProjectLayout(migrations=(squashed,), routes=(), unmanaged=(), models_by_table={})
     replaced = {("blog", "0001_initial"), ("blog", "0002_more")}
     assert pending_migrations(layout, "default", replaced) == []
     partly = {("blog", "0001_initial")}

@@ -8,8 +8,15 @@ import re
 from typing import Any
 
 MAX_MESSAGE_LENGTH = 300
-_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
-_PASSWORD_ASSIGNMENT = re.compile(r"(password|passwd|pwd)\s*[=:]\s*('[^']*'|\"[^\"]*\"|\S+)", re.I)
+# Up to the last `@` of the address: a password may hold `@` or `/` of its own.
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)\S*@", re.IGNORECASE)
+_PASSWORD_ASSIGNMENT = re.compile(
+    r"(?P<key>password|passwd|pwd)(?P<separator>\s*[=:]\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|\S+)",
+    re.IGNORECASE,
+)
+# MySQL's "Access denied for user 'x'@'h' (using password: YES)" says only whether one was sent.
+_PASSWORD_USED = re.compile(r"(?:YES|NO)\W*")
 
 
 def secrets_of(settings: dict[str, Any]) -> list[str]:
@@ -25,8 +32,14 @@ def redact(message: str, secrets: list[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, "***")
     message = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", message)
-    message = _PASSWORD_ASSIGNMENT.sub(r"\1=***", message)
+    message = _PASSWORD_ASSIGNMENT.sub(_password_redacted, message)
     message = " ".join(message.split())
     if len(message) > MAX_MESSAGE_LENGTH:
         message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
     return message
+
+
+def _password_redacted(match: re.Match[str]) -> str:
+    if match["separator"].strip() == ":" and _PASSWORD_USED.fullmatch(match["value"]):
+        return match.group()
+    return f"{match['key']}=***"

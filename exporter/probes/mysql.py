@@ -1,10 +1,12 @@
 """MySQL and MariaDB: processlist, information_schema sizes, replica status, statement digests."""
 
 import copy
+import re
 from typing import Any, ClassVar
 
 from exporter.probes.base import StatementsUnavailable, VendorProbe, driver_error, whole_seconds
 from exporter.state import Observations, Statement
+from exporter.statement_text import sanitize, source_length
 
 COMMAND_STATES = {"Sleep": "idle", "Query": "active", "Execute": "active"}
 BACKGROUND_USERS = ("system user", "event_scheduler")
@@ -30,6 +32,58 @@ GROUP BY DIGEST
 ORDER BY SUM(SUM_TIMER_WAIT) DESC
 LIMIT %s
 """
+MARIADB_STATEMENTS_QUERY = (
+    "SET STATEMENT max_statement_time = {seconds:.3f} FOR " + STATEMENTS_QUERY
+)
+MYSQL_STATEMENTS_QUERY = STATEMENTS_QUERY.replace(
+    "SELECT", "SELECT /*+ MAX_EXECUTION_TIME({milliseconds}) */", 1
+)
+VERSION_QUERY = "SELECT VERSION(), @@max_connections"
+READ_ONLY = "SET SESSION TRANSACTION READ ONLY"
+MARIADB_TIMEOUT = "SET SESSION max_statement_time = {seconds:.3f}"
+MYSQL_TIMEOUT = "SET SESSION max_execution_time = {milliseconds}"
+MARIADB_REPLICA_STATUS = "SHOW ALL SLAVES STATUS"
+MYSQL_REPLICA_STATUS = "SHOW REPLICA STATUS"
+PERFORMANCE_SCHEMA_QUERY = "SELECT @@performance_schema"
+
+# What runs on the probe's own connection: VendorProbe.ping, the queries above, and what Django
+# and mysqlclient send when they connect. performance_schema's digests have no user column, so
+# these are recognized by their words; on a quiet schema they would be the top statements.
+OWN_STATEMENTS = (
+    "SELECT 1",
+    VERSION_QUERY,
+    CONNECTIONS_QUERY,
+    SIZE_QUERY,
+    READ_ONLY,
+    MARIADB_TIMEOUT.format(seconds=1),
+    MYSQL_TIMEOUT.format(milliseconds=1),
+    MARIADB_REPLICA_STATUS,
+    MYSQL_REPLICA_STATUS,
+    PERFORMANCE_SCHEMA_QUERY,
+    MARIADB_STATEMENTS_QUERY.format(seconds=1),
+    MYSQL_STATEMENTS_QUERY.format(milliseconds=1),
+    "SET NAMES utf8mb4",
+    "SET autocommit = 0",
+    "SET SQL_AUTO_IS_NULL = 0",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    """SELECT VERSION(), @@sql_mode, @@default_storage_engine, @@sql_auto_is_null,
+       @@lower_case_table_names, CONVERT_TZ('2001-01-01 01:00:00', 'UTC', 'UTC') IS NOT NULL""",
+)
+_WORD = re.compile(r"[^\W\d][\w$]*")
+# Digest texts name some keywords after a synonym (MariaDB writes USER as SYSTEM_USER).
+_SYNONYMS = {"schema": "database", "system_user": "user"}
+
+
+def statement_shape(text: str) -> tuple[str, ...]:
+    """The words of a statement, which its source text and its digest text share: digests
+    quote identifiers, space tokens and collapse value lists their own way."""
+    return tuple(
+        _SYNONYMS.get(word, word) for word in _WORD.findall(sanitize(text, "mysql").lower())
+    )
+
+
+# With numbers for the parameters, as the driver sends them.
+OWN_SHAPES = frozenset(statement_shape(text.replace("%s", "0")) for text in OWN_STATEMENTS)
 
 ERRNO_REASONS = {
     1045: "auth",
@@ -65,14 +119,14 @@ class MySQLProbe(VendorProbe):
 
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:
         with wrapper.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            cursor.execute(READ_ONLY)
             if wrapper.mysql_is_mariadb:
-                cursor.execute(f"SET SESSION max_statement_time = {max(0.1, deadline):.3f}")
+                cursor.execute(MARIADB_TIMEOUT.format(seconds=max(0.1, deadline)))
             else:
-                cursor.execute(f"SET SESSION max_execution_time = {max(100, int(deadline * 1000))}")
+                cursor.execute(MYSQL_TIMEOUT.format(milliseconds=max(100, int(deadline * 1000))))
 
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
-        cursor.execute("SELECT VERSION(), @@max_connections")
+        cursor.execute(VERSION_QUERY)
         version, max_connections = cursor.fetchone()
         observations.version = version.split("-log")[0]
         observations.connections_max = int(max_connections)
@@ -85,7 +139,7 @@ class MySQLProbe(VendorProbe):
         self._read_replication(wrapper, cursor, observations)
 
     def _read_replication(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
-        statement = "SHOW ALL SLAVES STATUS" if wrapper.mysql_is_mariadb else "SHOW REPLICA STATUS"
+        statement = MARIADB_REPLICA_STATUS if wrapper.mysql_is_mariadb else MYSQL_REPLICA_STATUS
         try:
             cursor.execute(statement)
         except Exception as exc:
@@ -112,33 +166,32 @@ class MySQLProbe(VendorProbe):
     def read_statements(
         self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
     ) -> list[Statement]:
-        cursor.execute("SELECT @@performance_schema")
+        cursor.execute(PERFORMANCE_SCHEMA_QUERY)
         if not int(cursor.fetchone()[0]):
             raise StatementsUnavailable("performance_schema is off")
-        query = STATEMENTS_QUERY
         if wrapper.mysql_is_mariadb:
-            query = f"SET STATEMENT max_statement_time = {max(0.01, timeout):.3f} FOR {query}"
+            query = MARIADB_STATEMENTS_QUERY.format(seconds=max(0.01, timeout))
         else:
-            query = query.replace(
-                "SELECT", f"SELECT /*+ MAX_EXECUTION_TIME({int(timeout * 1000)}) */", 1
-            )
+            query = MYSQL_STATEMENTS_QUERY.format(milliseconds=int(timeout * 1000))
         try:
-            cursor.execute(query, [text_length, top_n])
+            # Enough rows that top_n remain once the probe's own statements are left out.
+            cursor.execute(query, [source_length(text_length), top_n + len(OWN_SHAPES)])
             rows = cursor.fetchall()
         except Exception as exc:
             if self.classify(exc) == "permission":
                 raise StatementsUnavailable("no SELECT privilege on performance_schema") from None
             raise
+        others = [row for row in rows if statement_shape(row[1] or "") not in OWN_SHAPES]
         return [
             Statement(
                 queryid=str(digest),
-                query=text or "",
+                query=sanitize(text or "", "mysql")[:text_length],
                 calls=int(calls),
                 total_seconds=float(total_seconds),
                 mean_seconds=float(total_seconds) / int(calls) if calls else 0.0,
                 rows=int(rows_count or 0),
             )
-            for digest, text, calls, total_seconds, rows_count in rows
+            for digest, text, calls, total_seconds, rows_count in others[:top_n]
         ]
 
     def classify(self, error: BaseException) -> str | None:

@@ -1,8 +1,12 @@
 """MySQL/MariaDB probe, read by the least-privilege `monitor` user against a real MariaDB."""
 
+import secrets
+
 import pytest
 
 from exporter.metrics import label_text
+from exporter.probes.mysql import OWN_SHAPES, statement_shape
+from exporter.statement_text import sanitize
 
 
 @pytest.fixture
@@ -77,3 +81,44 @@ def test_wrong_password_is_an_auth_failure(mariadb, make_harness):
     alias = harness.round().aliases["legacy"]
     assert (alias.up, alias.reason) == (False, "auth")
     assert "wrong-pw" not in (alias.message or "")
+
+
+def test_the_probes_own_statements_are_left_out(mariadb, make_harness):
+    schema = f"quiet_{secrets.token_hex(4)}"
+    mariadb.create_database(schema)
+    mariadb.sql(f"GRANT SHOW VIEW ON `{schema}`.* TO monitor@'%'")
+    harness = make_harness(
+        {"quiet": mariadb.django_settings(schema, "monitor", mariadb.monitor_password)},
+        refresh_interval=0.0,
+    )
+    for _ in range(3):
+        harness.round()
+    mariadb.sql("SELECT CONCAT('quiet', 'marker')", db=schema)
+    harness.round()
+    digests = mariadb.sql(
+        "SELECT DIGEST_TEXT FROM performance_schema.events_statements_summary_by_digest"
+        " WHERE SCHEMA_NAME = %s",
+        params=[schema],
+    )
+    own = [text for (text,) in digests if statement_shape(text) in OWN_SHAPES]
+    # Everything the probe sends (and Django and mysqlclient on its connection) is recognized...
+    assert len(own) >= 10, digests
+    assert not [
+        text
+        for (text,) in digests
+        if statement_shape(text) not in OWN_SHAPES and "CONCAT" not in text
+    ]
+    # ...and left out: on a quiet schema only the other client's statement remains.
+    texts = [s.query for s in harness.alias("quiet").statements]
+    assert len(texts) == 1 and "CONCAT" in texts[0], texts
+
+
+def test_statement_texts_pass_through_sanitize(mariadb, legacy):
+    mariadb.sql("SELECT 'dbhealth-literal' /* dbhealth-comment */ -- dbhealth-line", db="legacy")
+    legacy.round()
+    exposition = legacy.exposition()
+    assert "dbhealth-" not in exposition
+    assert all(
+        statement.query == sanitize(statement.query, "mysql")
+        for statement in legacy.alias("legacy").statements
+    )

@@ -1,8 +1,12 @@
 """PostgreSQL probe, read by the least-privilege `pg_monitor` role against a real server."""
 
+import secrets
 import time
 
 import pytest
+from django.db.utils import DataError
+
+from exporter.probes.postgresql import PostgreSQLProbe
 
 
 @pytest.fixture
@@ -125,3 +129,98 @@ def test_wrong_password_is_an_auth_failure(postgres, make_harness):
     assert "not-the-password" not in (main.message or "")
     assert harness.value("dbhealth_probe_failures_total", alias="main", reason="auth") == 1
     assert harness.value("dbhealth_down_reason", alias="main", reason="auth") == 1
+
+
+def test_the_probing_roles_own_statements_are_left_out(postgres, make_harness):
+    database = f"quiet_{secrets.token_hex(4)}"
+    postgres.create_database(database)
+    settings = postgres.django_settings(database, "monitor", postgres.monitor_password)
+    harness = make_harness({"quiet": settings}, refresh_interval=0.0)
+    for _ in range(3):
+        harness.round()
+    # The same statement as the probe's ping, by another role: its row and only its row shows.
+    for _ in range(2):
+        postgres.sql("SELECT 1", dbname=database)
+    harness.round()
+    own = postgres.sql(
+        "SELECT count(*) FROM pg_stat_statements JOIN pg_database d ON d.oid = dbid"
+        " WHERE userid = 'monitor'::regrole AND d.datname = %s",
+        params=[database],
+    )[0][0]
+    assert own >= 5  # ping, status, size, set_config, the statements query, ...
+    texts = {s.query: s.calls for s in harness.alias("quiet").statements}
+    assert texts.get("SELECT $1") == 2, texts
+    probe_words = ("pg_database_size", "set_config", "pg_stat_statements", "pg_stat_wal_receiver")
+    assert not [text for text in texts if any(word in text for word in probe_words)], texts
+
+
+def test_utility_statement_texts_are_exported_without_their_literals(postgres, make_harness):
+    database = f"texts_{secrets.token_hex(4)}"
+    postgres.create_database(database)
+    settings = postgres.django_settings(database, "monitor", postgres.monitor_password)
+    harness = make_harness({"texts": settings}, refresh_interval=0.0, statement_text_length=30)
+    secret = f"Sx{secrets.token_hex(8)}"
+    postgres.sql(f"SET application_name = '{secret}'", dbname=database)
+    postgres.sql(f"DO $$BEGIN PERFORM '{secret}'; END$$", dbname=database)
+    harness.round()
+    texts = [s.query for s in harness.alias("texts").statements]
+    assert "SET application_name = ?" in texts, texts
+    assert "DO ?" in texts, texts
+    assert all(len(text) <= 30 for text in texts)
+    assert secret not in harness.exposition()
+
+
+def test_a_statements_view_that_fails_fails_the_part_and_the_alias_stays_up(postgres, make_harness):
+    database = f"broken_{secrets.token_hex(4)}"
+    postgres.create_database(database)
+    # Where the extension is absent, a view of that name is what the query finds; this one fails
+    # when read, as a view whose server-side source breaks would.
+    postgres.sql("DROP EXTENSION pg_stat_statements", dbname=database)
+    postgres.sql(
+        "CREATE VIEW pg_stat_statements AS SELECT 1::bigint AS queryid, ''::text AS query,"
+        " (1 / g)::bigint AS calls, 0::float8 AS total_exec_time, 0::bigint AS rows, d.oid AS dbid,"
+        " 0::oid AS userid FROM generate_series(0, 0) AS g, pg_database AS d"
+        " WHERE d.datname = current_database();"
+        " GRANT SELECT ON pg_stat_statements TO PUBLIC",
+        dbname=database,
+    )
+    settings = postgres.django_settings(database, "monitor", postgres.monitor_password)
+    harness = make_harness({"broken": settings}, refresh_interval=0.0)
+    state = harness.round().aliases["broken"]
+    assert state.up, state.message
+    # Not "unavailable": a failure, so nothing is claimed about the statements at all.
+    assert state.statements_available is None
+    assert state.statements is None
+    assert "division by zero" in state.failing_parts["statements"]
+    assert harness.value("dbhealth_statements_available", alias="broken") is None
+    assert harness.value("dbhealth_up", alias="broken", vendor="postgresql") == 1
+
+    prober = harness.service._probers["broken"]
+    with prober._wrapper.cursor() as cursor, pytest.raises(DataError, match="division by zero"):
+        PostgreSQLProbe().read_statements(prober._wrapper, cursor, 10, 200, 1.0)
+
+
+def test_replica_connected_is_unknown_to_a_role_that_cannot_see_the_wal_receiver(
+    postgres, postgres_replica, make_harness
+):
+    role = f"plain_{secrets.token_hex(4)}"
+    password = postgres.create_role(role, grants=())
+    postgres_replica.wait_caught_up()
+    harness = make_harness(
+        {
+            "plain": postgres_replica.django_settings("app", role, password),
+            "monitored": postgres_replica.django_settings(
+                "app", "monitor", postgres.monitor_password
+            ),
+        }
+    )
+    state = harness.round()
+    plain, monitored = state.aliases["plain"], state.aliases["monitored"]
+    assert plain.up, plain.message
+    # Without pg_read_all_stats the receiver's status reads NULL: unknown, so no series at all
+    # (a 0 would page someone about a replica that is streaming).
+    assert (plain.replica, plain.replica_connected) == (True, None)
+    assert harness.value("dbhealth_replica", alias="plain") == 1
+    assert harness.value("dbhealth_replica_connected", alias="plain") is None
+    assert (monitored.replica, monitored.replica_connected) == (True, True)
+    assert harness.value("dbhealth_replica_connected", alias="monitored") == 1

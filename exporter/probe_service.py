@@ -139,10 +139,18 @@ class Watchdog:
                 self._thread.start()
             self._condition.notify()
 
+    def ended(self) -> None:
+        """A run's thread ended: its deadlines need no watching any more."""
+        with self._condition:
+            self._condition.notify()
+
     def _loop(self) -> None:
         while True:
             with self._condition:
                 while True:
+                    if any(entry[2].ended.is_set() for entry in self._queue):
+                        self._queue = [e for e in self._queue if not e[2].ended.is_set()]
+                        heapq.heapify(self._queue)
                     if not self._queue:
                         # Nothing to watch: end; the next watch() starts a new thread.
                         self._thread = None
@@ -314,6 +322,7 @@ class ProbeService:
                     else:
                         del self._runs[run.target.alias]
             run.ended.set()
+            self._watchdog.ended()
 
     def _settle(self, run: ProbeRun, outcome: ProbeOutcome) -> None:
         with self._lock:

@@ -205,6 +205,20 @@ class PostgresServer(ServerProcess):
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
+    def connect(
+        self, dbname: str = "postgres", user: str | None = None, autocommit: bool = False
+    ) -> psycopg.Connection:
+        """An open session over the unix socket (superuser unless user is given), for tests
+        that hold a transaction or a lock open; the caller closes it."""
+        return psycopg.connect(
+            host=str(self.tmpdir),
+            port=self.port,
+            dbname=dbname,
+            user=user or self.superuser,
+            autocommit=autocommit,
+            connect_timeout=10,
+        )
+
     def create_database(self, name: str) -> None:
         """Create a database; it inherits pg_stat_statements from template1."""
         self.sql(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)).as_string())

@@ -34,6 +34,20 @@ CONNECTIONS_RATIO = 0.8
 REPLICATION_LAG_SECONDS = 60
 STATEMENT_MEAN_SECONDS = 1
 STALE_SECONDS = 300
+LONG_TRANSACTION_SECONDS = 3600
+IDLE_IN_TRANSACTION_SECONDS = 300
+LOCK_WAIT_SECONDS = 60
+WRAPAROUND_AGE_WARNING = 1_000_000_000
+WRAPAROUND_AGE_CRITICAL = 1_500_000_000
+SLOT_RETAINED_BYTES = 10 * 2**30
+UNDO_HISTORY_LENGTH = 1_000_000
+ID_HEADROOM_RATIO_WARNING = 0.2
+ID_HEADROOM_RATIO_CRITICAL = 0.05
+SQLITE_WAL_BYTES = 2**30
+# PostgreSQL transaction and multixact ids wrap around at 2^31.
+WRAPAROUND_LIMIT = 2**31
+# DbhealthServerRestarted reports a restart for this long.
+RESTART_SECONDS = 900
 
 # What Grafana substitutes for its interval variables; dashboard_queries uses these values.
 INTERVAL_VALUES = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
@@ -51,6 +65,26 @@ UP_MAPPINGS = [
         "options": {
             "0": {"text": "DOWN", "color": "red", "index": 0},
             "1": {"text": "UP", "color": "green", "index": 1},
+        },
+    }
+]
+
+ACTIVE_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "INACTIVE", "color": "red", "index": 0},
+            "1": {"text": "ACTIVE", "color": "green", "index": 1},
+        },
+    }
+]
+
+INTEGRITY_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "CORRUPT", "color": "red", "index": 0},
+            "1": {"text": "OK", "color": "green", "index": 1},
         },
     }
 ]
@@ -176,6 +210,7 @@ def _overview(aliases: list[DashboardAlias]) -> Json:
         _down_reason_table(flt),
         _info_table(flt, w=12),
         _down_alias_impact_table(flt),
+        *_trouble_panels(flt, aliases),
         _row("Latency"),
         _timeseries(
             "Ping latency",
@@ -408,6 +443,18 @@ def _alias_dashboard(alias: DashboardAlias) -> Json:
             ),
             _lag_panel(flt, w=16, legend="lag"),
         ]
+        if alias.vendor == "mysql":
+            panels.append(_replica_error_panel(flt))
+    if alias.has_server:
+        panels += _transaction_panels(flt)
+        panels += _server_panels(flt, mysql=alias.vendor == "mysql")
+    if alias.vendor == "postgresql":
+        panels += _wraparound_panels(flt)
+        if not alias.replica:
+            panels += _slot_panels(flt)
+    if alias.vendor == "sqlite":
+        panels += _sqlite_panels(flt)
+    panels += _id_headroom_panels(flt)
     if alias.has_server:
         panels += _statement_panels(flt)
     return _dashboard(
@@ -428,6 +475,370 @@ def _alias_dashboard(alias: DashboardAlias) -> Json:
         ],
         panels=panels,
         flt=flt,
+    )
+
+
+def _trouble_panels(flt: _Filter, aliases: list[DashboardAlias]) -> list[Json]:
+    """The worst alias for each signal that takes a database down hours or days later."""
+    panels = []
+    if any(a.has_server for a in aliases):
+        panels += [
+            _worst_stat(
+                "Oldest transaction",
+                "The alias with the oldest open transaction (not dbhealth's own), and its age.",
+                f"topk(1, max by (alias) (dbhealth_oldest_transaction_seconds{{{flt.alias}}}))",
+                unit="s",
+                steps=_steps(("orange", LONG_TRANSACTION_SECONDS)),
+            ),
+            _worst_stat(
+                "Blocked sessions",
+                "The alias with the most sessions waiting for a lock another session holds.",
+                f"topk(1, max by (alias) (dbhealth_blocked_sessions{{{flt.alias}}}))",
+                unit="short",
+                steps=_steps(("orange", 1)),
+            ),
+        ]
+    if any(a.vendor == "postgresql" for a in aliases):
+        panels.append(
+            _worst_stat(
+                "Transaction id age",
+                "The PostgreSQL alias closest to transaction id wraparound (at 2^31, 2.1 billion).",
+                f"topk(1, max by (alias) (dbhealth_transaction_id_age{{{flt.alias}}}))",
+                unit="short",
+                steps=_steps(("orange", WRAPAROUND_AGE_WARNING), ("red", WRAPAROUND_AGE_CRITICAL)),
+            )
+        )
+    panels.append(
+        _worst_stat(
+            "Lowest id headroom",
+            "The table with the least of its id range left (1 = empty, 0 = exhausted).",
+            f"bottomk(1, min by (alias, table) (dbhealth_id_headroom_ratio{{{flt.alias}}}))",
+            legend="{{alias}} {{table}}",
+            unit="percentunit",
+            steps=_headroom_steps(),
+        )
+    )
+    width = GRID_WIDTH // len(panels)
+    for panel in panels:
+        panel["gridPos"]["w"] = width
+    return [_row("Trouble before an outage"), *panels]
+
+
+def _worst_stat(
+    title: str,
+    description: str,
+    expr: str,
+    *,
+    unit: str,
+    steps: list[Json],
+    legend: str = "{{alias}}",
+) -> Json:
+    """A stat naming the worst alias now (an instant query, so one series only)."""
+    return _stat(
+        title,
+        description,
+        [_target(expr, legend, instant=True, fmt="time_series")],
+        unit=unit,
+        steps=steps,
+        text_mode="value_and_name",
+        w=6,
+        h=5,
+    )
+
+
+def _headroom_steps() -> list[Json]:
+    return _steps(
+        ("orange", ID_HEADROOM_RATIO_CRITICAL), ("green", ID_HEADROOM_RATIO_WARNING), base="red"
+    )
+
+
+def _transaction_panels(flt: _Filter) -> list[Json]:
+    """Open transactions, lock waits and deadlocks (PostgreSQL, MySQL/MariaDB)."""
+    return [
+        _row("Transactions and locks"),
+        _timeseries(
+            "Oldest transaction",
+            "Age of the oldest open transaction on the database (dbhealth's own left out); it"
+            " holds back vacuum / InnoDB purge and keeps its locks.",
+            [
+                _target(
+                    f"max(dbhealth_oldest_transaction_seconds{{{flt.alias}}})", "oldest transaction"
+                )
+            ],
+            unit="s",
+            steps=_steps(("orange", LONG_TRANSACTION_SECONDS)),
+        ),
+        _timeseries(
+            "Idle in transaction",
+            "Longest a session has sat idle inside an open transaction.",
+            [
+                _target(
+                    f"max(dbhealth_oldest_idle_in_transaction_seconds{{{flt.alias}}})",
+                    "idle in transaction",
+                )
+            ],
+            unit="s",
+            steps=_steps(("orange", IDLE_IN_TRANSACTION_SECONDS)),
+        ),
+        _timeseries(
+            "Blocked sessions",
+            "Sessions waiting for a lock another session holds.",
+            [_target(f"max(dbhealth_blocked_sessions{{{flt.alias}}})", "blocked")],
+            unit="short",
+            steps=_steps(),
+            w=6,
+        ),
+        _timeseries(
+            "Longest lock wait",
+            "How long the longest-waiting blocked session has waited for its lock.",
+            [_target(f"max(dbhealth_longest_lock_wait_seconds{{{flt.alias}}})", "longest wait")],
+            unit="s",
+            steps=_steps(("orange", LOCK_WAIT_SECONDS)),
+            w=6,
+        ),
+        _timeseries(
+            "Transactions per second",
+            "Transactions ended, by outcome (PostgreSQL: this database; MySQL/MariaDB: the"
+            " whole server).",
+            [
+                _target(
+                    "max by (outcome) (rate(dbhealth_transactions_total"
+                    f"{{{flt.alias}}}[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+            unit="short",
+            steps=_steps(),
+            w=6,
+        ),
+        _timeseries(
+            "Deadlocks",
+            "Deadlocks detected per interval (MySQL/MariaDB: the whole server).",
+            [
+                _target(
+                    f"max(increase(dbhealth_deadlocks_total{{{flt.alias}}}[$__rate_interval]))",
+                    "deadlocks",
+                )
+            ],
+            unit="short",
+            steps=_steps(),
+            w=6,
+            draw_style="bars",
+        ),
+    ]
+
+
+def _server_panels(flt: _Filter, *, mysql: bool) -> list[Json]:
+    """Restarts from the server's own start time; MySQL/MariaDB's load and purge lag."""
+    uptime = f"time() - max(dbhealth_server_start_time_seconds{{{flt.alias}}})"
+    panels = [
+        _row("Server"),
+        _stat(
+            "Server uptime",
+            "Time since the database server (not the exporter) last started.",
+            [_target(uptime)],
+            unit="s",
+            steps=_steps(("green", RESTART_SECONDS), base="orange"),
+            w=4,
+            h=8,
+        ),
+        _timeseries(
+            "Server uptime (drops are restarts)",
+            "Time since the database server last started: every drop is a restart.",
+            [_target(uptime, "uptime")],
+            unit="s",
+            steps=_steps(),
+            w=20,
+        ),
+    ]
+    if mysql:
+        panels += [
+            _timeseries(
+                "Threads running",
+                "Threads executing a statement (Threads_running): a saturation symptom, on the"
+                " dashboard only.",
+                [_target(f"max(dbhealth_threads_running{{{flt.alias}}})", "running")],
+                unit="short",
+                steps=_steps(),
+                w=8,
+            ),
+            _timeseries(
+                "Undo history length",
+                "InnoDB history list length: undo not purged yet, held back by old transactions.",
+                [_target(f"max(dbhealth_undo_history_length{{{flt.alias}}})", "history length")],
+                unit="short",
+                steps=_steps(("orange", UNDO_HISTORY_LENGTH)),
+                w=8,
+            ),
+            _timeseries(
+                "Aborted connections",
+                "Per second: failed connection attempts (connect) and clients gone without"
+                " closing (client); on the dashboard only.",
+                [
+                    _target(
+                        "max by (kind) (rate(dbhealth_aborted_connections_total"
+                        f"{{{flt.alias}}}[$__rate_interval]))",
+                        "{{kind}}",
+                    )
+                ],
+                unit="short",
+                steps=_steps(),
+                w=8,
+            ),
+        ]
+    return panels
+
+
+def _wraparound_panels(flt: _Filter) -> list[Json]:
+    """PostgreSQL transaction and multixact id ages against the 2^31 wraparound limit."""
+    ages = [
+        ("xid", f"max(dbhealth_transaction_id_age{{{flt.alias}}})"),
+        ("multixact", f"max(dbhealth_multixact_id_age{{{flt.alias}}})"),
+    ]
+    return [
+        _row("Wraparound"),
+        _stat(
+            "Wraparound used",
+            "Share of the 2^31 ids between the oldest unfrozen id and wraparound.",
+            [_target(f"{expr} / {WRAPAROUND_LIMIT}", name) for name, expr in ages],
+            unit="percentunit",
+            steps=_steps(
+                ("orange", WRAPAROUND_AGE_WARNING / WRAPAROUND_LIMIT),
+                ("red", WRAPAROUND_AGE_CRITICAL / WRAPAROUND_LIMIT),
+            ),
+            text_mode="value_and_name",
+            w=6,
+            h=8,
+        ),
+        _timeseries(
+            "Transaction id age",
+            "age(datfrozenxid) and mxid_age(datminmxid) of the database; the axis ends at the"
+            " wraparound limit (2^31). Autovacuum freezes from 200 million (xid) by default.",
+            [_target(expr, name) for name, expr in ages],
+            unit="short",
+            steps=_steps(("orange", WRAPAROUND_AGE_WARNING), ("red", WRAPAROUND_AGE_CRITICAL)),
+            max_value=WRAPAROUND_LIMIT,
+            w=18,
+        ),
+    ]
+
+
+def _slot_panels(flt: _Filter) -> list[Json]:
+    """PostgreSQL replication slots on a primary: consumer attached, WAL kept for it."""
+    return [
+        _row("Replication slots"),
+        _state_timeline(
+            "Slot consumers",
+            "Whether a consumer (standby, logical decoding client) is attached to each slot.",
+            [
+                _target(
+                    f"max by (slot) (dbhealth_replication_slot_active{{{flt.alias}}})", "{{slot}}"
+                )
+            ],
+            mappings=ACTIVE_MAPPINGS,
+            w=12,
+            h=8,
+        ),
+        _timeseries(
+            "WAL retained by slots",
+            "WAL each slot keeps on disk until its consumer confirms it.",
+            [
+                _target(
+                    f"max by (slot) (dbhealth_replication_slot_retained_bytes{{{flt.alias}}})",
+                    "{{slot}}",
+                )
+            ],
+            unit="bytes",
+            steps=_steps(("orange", SLOT_RETAINED_BYTES)),
+        ),
+    ]
+
+
+def _sqlite_panels(flt: _Filter) -> list[Json]:
+    """SQLite: the -wal file (checkpoint starvation) and PRAGMA quick_check."""
+    return [
+        _row("SQLite file"),
+        _stat(
+            "Integrity",
+            "Result of the last PRAGMA quick_check.",
+            [_target(f"min(dbhealth_integrity_ok{{{flt.alias}}})")],
+            unit="short",
+            steps=_steps(("green", 1), base="red"),
+            mappings=INTEGRITY_MAPPINGS,
+            w=4,
+            h=8,
+        ),
+        _stat(
+            "Last integrity check",
+            "Time since PRAGMA quick_check last ran.",
+            [_target(f"time() - max(dbhealth_integrity_checked_timestamp_seconds{{{flt.alias}}})")],
+            unit="s",
+            steps=_steps(base="blue"),
+            w=4,
+            h=8,
+        ),
+        _timeseries(
+            "WAL file size",
+            "Size of the -wal file; it grows while a long-lived reader starves checkpoints.",
+            [_target(f"max(dbhealth_sqlite_wal_bytes{{{flt.alias}}})", "wal")],
+            unit="bytes",
+            steps=_steps(("orange", SQLITE_WAL_BYTES)),
+            w=16,
+        ),
+    ]
+
+
+def _id_headroom_panels(flt: _Filter) -> list[Json]:
+    """The tables whose id column has the least of its range left."""
+    return [
+        _row("Id headroom"),
+        _table(
+            "Tables with the least id headroom",
+            "Share of the id range still free (1 = empty, 0 = exhausted) for the tables with the"
+            " least headroom; the Django model in embedded mode.",
+            [
+                _target(
+                    "bottomk(10, min by (table, model)"
+                    f" (dbhealth_id_headroom_ratio{{{flt.alias}}}))",
+                    instant=True,
+                )
+            ],
+            unit="percentunit",
+            steps=_headroom_steps(),
+            columns={"table": "Table", "model": "Model", "Value": "Headroom"},
+            sort_by="Headroom",
+            sort_desc=False,
+            w=12,
+            h=8,
+        ),
+        _timeseries(
+            "Id headroom over time",
+            "Share of the id range still free for the tables with the least headroom.",
+            [
+                _target(
+                    f"bottomk(10, min by (table) (dbhealth_id_headroom_ratio{{{flt.alias}}}))",
+                    "{{table}}",
+                )
+            ],
+            unit="percentunit",
+            steps=_headroom_steps(),
+            max_value=1,
+        ),
+    ]
+
+
+def _replica_error_panel(flt: _Filter) -> Json:
+    """MySQL/MariaDB replicas: the error that stopped the receiver or applier thread."""
+    return _stat(
+        "Replication thread errors",
+        "Last error number of the I/O (receiver) and SQL (applier) threads; 0 when none.",
+        [_target(f"max by (thread) (dbhealth_replica_last_error{{{flt.alias}}})", "{{thread}}")],
+        unit="short",
+        steps=_steps(("red", 1)),
+        mappings=[{"type": "value", "options": {"0": {"text": "no error", "index": 0}}}],
+        text_mode="value_and_name",
+        w=24,
+        h=4,
     )
 
 
@@ -510,14 +921,36 @@ def _up_timeline(
         }
         for name, url in (links_by_alias or {}).items()
     ]
-    return _panel(
-        "state-timeline",
+    return _state_timeline(
         "Up / down",
         "1 when the probe connected and answered. Click an alias to open its dashboard.",
         [_target(f"max by (alias) (dbhealth_up{{{flt.up}}})", "{{alias}}")],
+        mappings=UP_MAPPINGS,
+        overrides=overrides,
+        w=w,
+        h=h,
+    )
+
+
+def _state_timeline(
+    title: str,
+    description: str,
+    targets: list[Json],
+    *,
+    mappings: list[Json],
+    w: int,
+    h: int,
+    overrides: list[Json] | None = None,
+) -> Json:
+    """A 0/1 state per series over time: red for 0, green for 1."""
+    return _panel(
+        "state-timeline",
+        title,
+        description,
+        targets,
         unit="short",
         steps=_steps(("green", 1), base="red"),
-        mappings=UP_MAPPINGS,
+        mappings=mappings,
         custom={"fillOpacity": 80, "lineWidth": 0},
         options={
             "mergeValues": True,
@@ -652,12 +1085,13 @@ def _unstacked_dashed(name: str) -> Json:
 # ---------------------------------------------------------------------------- panel builders
 
 
-def _target(expr: str, legend: str = "", *, instant: bool = False) -> Json:
+def _target(expr: str, legend: str = "", *, instant: bool = False, fmt: str | None = None) -> Json:
+    """A query; instant ones are tables unless `fmt` says otherwise."""
     return {
         "datasource": DATASOURCE,
         "editorMode": "code",
         "expr": expr,
-        "format": "table" if instant else "time_series",
+        "format": fmt or ("table" if instant else "time_series"),
         "instant": instant,
         "range": not instant,
         "legendFormat": legend or "__auto",
@@ -810,6 +1244,7 @@ def _table(
     h: int,
     steps: list[Json] | None = None,
     sort_by: str | None = None,
+    sort_desc: bool = True,
 ) -> Json:
     """An instant-query table showing only `columns` (label or Value -> header), in order."""
     return _panel(
@@ -825,7 +1260,7 @@ def _table(
             "cellHeight": "sm",
             "frameIndex": 0,
             "footer": {"show": False, "reducer": ["sum"], "countRows": False},
-            "sortBy": [{"displayName": sort_by, "desc": True}] if sort_by else [],
+            "sortBy": [{"displayName": sort_by, "desc": sort_desc}] if sort_by else [],
         },
         transformations=[
             {

@@ -34,6 +34,7 @@ REFERENCE = [
     DashboardAlias("analytics_db", "postgresql", replica=False),
     DashboardAlias("read_replica", "postgresql", replica=True),
     DashboardAlias("legacy_db", "mysql", replica=False),
+    DashboardAlias("legacy_replica", "mysql", replica=True),
     DashboardAlias("cache_db", "sqlite", replica=False),
 ]
 BY_FILE = {f"alias-{a.alias}.json": a for a in REFERENCE}
@@ -205,6 +206,16 @@ def test_counter_rates_use_the_rate_interval(files: dict[str, dict]) -> None:
                     assert window == "$__rate_interval", expr
 
 
+def test_only_counters_are_rated(files: dict[str, dict]) -> None:
+    """rate()/increase() only of counters; a gauge's rate is noise (no irate at all)."""
+    for dashboard in files.values():
+        for panel in panels(dashboard):
+            for expr in exprs(panel):
+                assert "irate(" not in expr, expr
+                for metric in re.findall(r"\b(?:rate|increase)\((\w+)", expr):
+                    assert metric.endswith("_total"), expr
+
+
 def test_overview_variables(files: dict[str, dict]) -> None:
     variables = {v["name"]: v for v in files[OVERVIEW_FILE]["templating"]["list"]}
     assert list(variables) == ["datasource", "vendor", "alias"]
@@ -229,21 +240,77 @@ def test_overview_shows_every_section(files: dict[str, dict]) -> None:
         "dbhealth_connections_max",
         "dbhealth_replication_lag_seconds",
         "dbhealth_statement_info",
+        "dbhealth_oldest_transaction_seconds",
+        "dbhealth_blocked_sessions",
+        "dbhealth_transaction_id_age",
+        "dbhealth_id_headroom_ratio",
     ):
         assert any(uses(panel, metric) for panel in panels(overview)), metric
+
+
+def test_overview_names_the_worst_alias_of_each_trouble_signal(files: dict[str, dict]) -> None:
+    overview = files[OVERVIEW_FILE]["panels"]
+    start = next(i for i, p in enumerate(overview) if p["title"] == "Trouble before an outage")
+    end = next(i for i, p in enumerate(overview) if i > start and p["type"] == "row")
+    trouble = overview[start + 1 : end]
+    assert [p["title"] for p in trouble] == [
+        "Oldest transaction",
+        "Blocked sessions",
+        "Transaction id age",
+        "Lowest id headroom",
+    ]
+    assert sum(p["gridPos"]["w"] for p in trouble) == 24
+    for panel in trouble:
+        [target] = panel["targets"]
+        assert target["expr"].startswith(("topk(1, ", "bottomk(1, ")), target["expr"]
+        assert (target["instant"], target["format"]) == (True, "time_series")
+        assert "{{alias}}" in target["legendFormat"]
+
+
+def test_overview_leaves_out_trouble_signals_no_alias_has() -> None:
+    overview = build_dashboards([DashboardAlias("cache", "sqlite", replica=False)])
+    titles = [panel["title"] for panel in panels(overview[OVERVIEW_FILE])]
+    assert "Lowest id headroom" in titles
+    assert not {"Oldest transaction", "Blocked sessions", "Transaction id age"} & set(titles)
 
 
 @pytest.mark.parametrize("name", sorted(BY_FILE))
 def test_alias_panels_fit_vendor_and_role(files: dict[str, dict], name: str) -> None:
     alias = BY_FILE[name]
     dashboard_panels = panels(files[name])
-    replication = [p for p in dashboard_panels if uses(p, "dbhealth_replica")]
-    connections = [p for p in dashboard_panels if uses(p, "dbhealth_connections")]
-    statements = [p for p in dashboard_panels if uses(p, "dbhealth_statement")]
-    assert bool(replication) == alias.replica
-    assert bool(connections) == (alias.vendor != "sqlite")
-    assert bool(statements) == (alias.vendor != "sqlite")
-    assert any(uses(p, "dbhealth_ping_duration_seconds") for p in dashboard_panels)
+
+    def shown(*metrics: str) -> bool:
+        return any(uses(p, metric) for p in dashboard_panels for metric in metrics)
+
+    postgresql, mysql = alias.vendor == "postgresql", alias.vendor == "mysql"
+    assert shown("dbhealth_replication_lag_seconds", "dbhealth_replica_connected") == alias.replica
+    assert shown("dbhealth_replica_last_error") == (mysql and alias.replica)
+    # Slots matter on primaries only.
+    assert shown("dbhealth_replication_slot_") == (postgresql and not alias.replica)
+    assert shown("dbhealth_connections") == alias.has_server
+    assert shown("dbhealth_statement") == alias.has_server
+    for metric in (
+        "dbhealth_oldest_transaction_seconds",
+        "dbhealth_oldest_idle_in_transaction_seconds",
+        "dbhealth_blocked_sessions",
+        "dbhealth_longest_lock_wait_seconds",
+        "dbhealth_transactions_total",
+        "dbhealth_deadlocks_total",
+        "dbhealth_server_start_time_seconds",
+    ):
+        assert shown(metric) == alias.has_server, metric
+    for metric in ("dbhealth_transaction_id_age", "dbhealth_multixact_id_age"):
+        assert shown(metric) == postgresql, metric
+    for metric in (
+        "dbhealth_threads_running",
+        "dbhealth_undo_history_length",
+        "dbhealth_aborted_connections_total",
+    ):
+        assert shown(metric) == mysql, metric
+    for metric in ("dbhealth_sqlite_wal_bytes", "dbhealth_integrity_ok"):
+        assert shown(metric) == (alias.vendor == "sqlite"), metric
+    assert shown("dbhealth_id_headroom_ratio")
+    assert shown("dbhealth_ping_duration_seconds")
     assert all(f"alias={json.dumps(alias.alias)}" in e for p in dashboard_panels for e in exprs(p))
 
 
@@ -280,6 +347,16 @@ def test_panel_thresholds_match_the_alert_defaults() -> None:
         "replication_lag_seconds": dashboards.REPLICATION_LAG_SECONDS,
         "statement_mean_seconds": dashboards.STATEMENT_MEAN_SECONDS,
         "stale_seconds": dashboards.STALE_SECONDS,
+        "long_transaction_seconds": dashboards.LONG_TRANSACTION_SECONDS,
+        "idle_in_transaction_seconds": dashboards.IDLE_IN_TRANSACTION_SECONDS,
+        "lock_wait_seconds": dashboards.LOCK_WAIT_SECONDS,
+        "wraparound_age_warning": dashboards.WRAPAROUND_AGE_WARNING,
+        "wraparound_age_critical": dashboards.WRAPAROUND_AGE_CRITICAL,
+        "slot_retained_bytes": dashboards.SLOT_RETAINED_BYTES,
+        "undo_history_length": dashboards.UNDO_HISTORY_LENGTH,
+        "id_headroom_ratio_warning": dashboards.ID_HEADROOM_RATIO_WARNING,
+        "id_headroom_ratio_critical": dashboards.ID_HEADROOM_RATIO_CRITICAL,
+        "sqlite_wal_bytes": dashboards.SQLITE_WAL_BYTES,
     }
     assert {knob: defaults[knob] for knob in panel_thresholds} == panel_thresholds
 

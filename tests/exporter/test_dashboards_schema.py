@@ -31,6 +31,7 @@ ODD_SETS = {
     "sqlite-only": [DashboardAlias("only.sqlite", "sqlite", replica=False)],
     "replica": [DashboardAlias('Replica "eu"/1', "postgresql", replica=True)],
     "mysql": [DashboardAlias("legacy-db ß", "mysql", replica=False)],
+    "mysql-replica": [DashboardAlias("legacy_replica", "mysql", replica=True)],
 }
 
 COMPOSABLE = "@grafana/schema/dist/esm/raw/composable"

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client.core import Metric
 
+from exporter.build_info import build_labels
 from exporter.exposition import LineFamily
 from exporter.state import REASONS, AliasState, ServiceState
 from exporter.targets import Target
@@ -55,6 +56,14 @@ class StateCollector:
         rounds = counter("dbhealth_probe_rounds", "Probe rounds run by the whole service.")
         rounds.add_metric([], self.state.rounds)
         yield rounds
+        labels = build_labels()
+        build = gauge(
+            "dbhealth_build_info",
+            "dbhealth's version and revision, and the Python and Django it runs on; always 1.",
+            labels=list(labels),
+        )
+        build.add_metric(list(labels.values()), 1)
+        yield build
         yield from families.all()
 
 

@@ -95,11 +95,18 @@ def token_required(view: View) -> View:
     return guarded
 
 
+# The service's liveness and readiness answers say nothing about the databases and must be
+# reachable by a kubelet or a container runtime, which carry no token.
+OPEN_SERVICE_PATHS = frozenset({"/livez", "/readyz"})
+
+
 class EndpointAuthMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         endpoint_token()  # a bad token file stops start-up here
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info in OPEN_SERVICE_PATHS:
+            return self.get_response(request)
         denied = refusal(request)
         return denied if denied is not None else self.get_response(request)

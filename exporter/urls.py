@@ -12,4 +12,6 @@ urlpatterns = [
     path("probe", views.probe, name="probe"),
     path("healthz", views.healthz, name="healthz"),
     path("sd", views.service_discovery, name="sd"),
+    path("livez", views.livez, name="livez"),
+    path("readyz", views.readyz, name="readyz"),
 ]

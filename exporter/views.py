@@ -43,6 +43,11 @@ def endpoint(view: View) -> View:
     return never_cache(token_required(require_safe(view)))
 
 
+def open_endpoint(view: View) -> View:
+    """GET and HEAD, never cached, no token: for answers that carry nothing about databases."""
+    return never_cache(require_safe(view))
+
+
 def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
     body, content_type = encode(registry, request.headers.get("Accept", ""))
     return HttpResponse(body, content_type=content_type)
@@ -116,6 +121,22 @@ def service_discovery(request: HttpRequest) -> JsonResponse:
         for target in load_targets()
     ]
     return JsonResponse(groups, safe=False)
+
+
+@open_endpoint
+def livez(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers. Never probes, never fails for a database: a liveness
+    probe that failed during a database outage would restart the exporter when it is needed."""
+    return HttpResponse("ok\n", content_type="text/plain; charset=utf-8")
+
+
+@open_endpoint
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the configuration is loaded (every alias known, broken ones included). Cheap:
+    it reads no database."""
+    targets = load_targets()
+    body = f"ok: {len(targets)} aliases configured\n"
+    return HttpResponse(body, content_type="text/plain; charset=utf-8")
 
 
 def plain_error(message: str, status: int) -> HttpResponse:

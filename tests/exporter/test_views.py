@@ -231,3 +231,27 @@ def test_the_token_file_is_read_once(sqlite_alias, tmp_path):
         assert status("first-token") == 200
         token_file.write_text("second-token\n")
         assert (status("first-token"), status("second-token")) == (200, 401)
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz"])
+def test_liveness_and_readiness_answer_without_a_token_and_without_probing(exporter_settings, path):
+    from exporter.probe_service import probe_service
+
+    exporter_settings({"gone": refused_postgres_entry("never-shown")})
+    with override_settings(DBHEALTH_AUTH_TOKEN="health-token"):
+        response = Client().get(path)
+    assert response.status_code == 200
+    assert response.content.decode().startswith("ok")
+    assert response["Cache-Control"] == NEVER_CACHED
+    # Not even the refused alias was probed: liveness never depends on a database.
+    assert probe_service().snapshot((), budget=0).rounds == 0
+
+
+def test_build_info_names_the_versions(sqlite_alias):
+    import django
+
+    text = Client().get("/metrics").content.decode()
+    [line] = [row for row in text.splitlines() if row.startswith("dbhealth_build_info{")]
+    assert f'django="{django.get_version()}"' in line
+    assert 'version="' in line and 'revision="' in line and 'python="' in line
+    assert line.endswith(" 1.0")

@@ -82,3 +82,11 @@ def test_a_request_head_trickling_past_8_kib_is_400(secured) -> None:
         answer = sock.recv(4096).decode()
     assert number >= 8  # more than 8 KiB went out before the answer
     assert answer.startswith("HTTP/1.1 400 "), answer
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz"])
+def test_health_of_the_process_needs_no_token_and_tells_nothing(secured, path) -> None:
+    reply = request(secured.served.address, "GET", path, {})
+    assert reply.status == 200
+    assert reply.body.startswith("ok")
+    assert "pg_" not in reply.body and secured.token not in reply.body

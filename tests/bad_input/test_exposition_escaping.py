@@ -110,7 +110,7 @@ def test_real_statement_texts_with_quotes_controls_and_length_stay_valid(postgre
     marker = "dbhealth-weird-text"
     # Quoted identifiers are what survives of a statement's text (literals and comments do not):
     # the odd characters go into a column alias.
-    alias = f"{marker} 'single' \"\"double\"\" back\\slash\nnew line\ttab \x01\x1b[31m ☃"
+    alias = f'{marker} \'single\' ""double"" back\\slash\nnew line\ttab \x01\x1b[31m ☃'
     # A statement shape of its own: pg_stat_statements keeps the first text of each shape.
     postgres.sql(
         f'SELECT count(*) AS "{alias}" FROM pg_class, pg_am WHERE amname <> '
@@ -133,6 +133,6 @@ def test_real_statement_texts_with_quotes_controls_and_length_stay_valid(postgre
     ]
     weird = [query for query in queries if marker in query]
     assert len(weird) == 1
-    assert "'single' \"\"double\"\" back\\slash new line tab" in weird[0]
+    assert '\'single\' ""double"" back\\slash new line tab' in weird[0]
     # Cut to the configured statement_text_length, then cleaned: bounded and printable.
     assert all(len(query) <= 200 and query.isprintable() for query in queries)

@@ -248,9 +248,7 @@ def check(environment: dict[str, str], *arguments: str) -> str:
 
 def test_check_with_database_reports_the_findings_of_those_aliases(host, host_environment):
     databases = ("default", "users_db", "analytics_db", "legacy_db")
-    output = check(
-        host_environment, "--deploy", *(f"--database={alias}" for alias in databases)
-    )
+    output = check(host_environment, "--deploy", *(f"--database={alias}" for alias in databases))
     findings = sorted(line for line in output.splitlines() if "dbhealth.W1" in line)
     pending = "1 migration that the routers allow there is not applied"
     assert findings[:2] == [

@@ -41,6 +41,9 @@ TEMPLATES = [
 ]
 
 _config_path = os.environ.get("DBHEALTH_CONFIG")
+# Re-read on SIGHUP (and POST /-/reload when DBHEALTH_RELOAD_ENDPOINT is on): exporter/reload.py.
+DBHEALTH_CONFIG_FILE = _config_path or None
+DBHEALTH_RELOAD_ENDPOINT = env_bool("DBHEALTH_RELOAD_ENDPOINT", default=False)
 if _config_path:
     _loaded = load_config_file(Path(_config_path))
     DATABASES = _loaded.databases

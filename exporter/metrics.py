@@ -388,3 +388,18 @@ class HealthFamilies:
             self.integrity_ok.add_metric([alias], 1 if state.integrity_ok else 0)
         if state.integrity_checked is not None:
             self.integrity_checked.add_metric([alias], state.integrity_checked)
+
+
+def reload_families(successful: bool, last_success: float) -> list[Metric]:
+    """Prometheus's own names for the state of the last configuration reload."""
+    ok = gauge(
+        "dbhealth_config_last_reload_successful",
+        "1 if the last reload of the configuration file succeeded (or none was asked for).",
+    )
+    ok.add_metric([], 1 if successful else 0)
+    when = gauge(
+        "dbhealth_config_last_reload_success_timestamp_seconds",
+        "When the configuration in use was loaded.",
+    )
+    when.add_metric([], last_success)
+    return [ok, when]

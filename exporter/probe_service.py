@@ -178,11 +178,15 @@ class ProbeService:
         self._facts_readers: dict[tuple[str, ...], ProbeRun] = {}
         self._rounds = 0
         self._probers: dict[str, AliasProber] = {}
-        self._connections = plan_connections(targets, options.max_connections_per_server)
+        self._plan(targets)
+        self._watchdog = Watchdog(self._deadline_passed)
+
+    def _plan(self, targets: tuple[Target, ...]) -> None:
+        """Connection budgets and fact sharing for this set of targets."""
+        self._connections = plan_connections(targets, self.options.max_connections_per_server)
         self._aliases_by_facts: dict[tuple[str, ...], list[Target]] = {}
         for target in targets:
             self._aliases_by_facts.setdefault(facts_key(target), []).append(target)
-        self._watchdog = Watchdog(self._deadline_passed)
 
     # -- what scrapes call --------------------------------------------------------------------
 
@@ -217,6 +221,34 @@ class ProbeService:
         with self._lock:
             aliases = {t.alias: self._states[t.alias] for t in targets if t.alias in self._states}
             return ServiceState(rounds=self._rounds, aliases=aliases)
+
+    def reconfigure(self, targets: Iterable[Target], options: ServiceOptions) -> None:
+        """Take a reloaded configuration: aliases whose settings and options did not change keep
+        their connection, state and counters; removed aliases close theirs; new ones start
+        fresh. A changed alias keeps its counters (the series are the same) but reconnects."""
+        targets = tuple(targets)
+        wanted = {target.alias: target for target in targets}
+        with self._lock:
+            self.options = options
+            self._plan(targets)
+            retired = []
+            for alias, prober in list(self._probers.items()):
+                target = wanted.get(alias)
+                keep = self._connections[server_key(target)].kept if target else frozenset()
+                unchanged = (
+                    target is not None
+                    and target == prober.target
+                    and target.settings == prober.target.settings
+                    and (alias in keep) == prober.keep_connection
+                )
+                if not unchanged:
+                    retired.append(self._probers.pop(alias))
+            for alias in list(self._states):
+                if alias not in wanted:
+                    del self._states[alias]
+            self._facts.clear()
+        for prober in retired:
+            prober.retire()
 
     def close(self) -> None:
         """Close every connection: at once where idle, else when its probe ends."""

@@ -14,4 +14,5 @@ urlpatterns = [
     path("sd", views.service_discovery, name="sd"),
     path("livez", views.livez, name="livez"),
     path("readyz", views.readyz, name="readyz"),
+    path("-/reload", views.reload_config, name="reload"),
 ]

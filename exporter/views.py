@@ -5,15 +5,18 @@ the dbhealth service or under a prefix of a host project, whatever the host's mi
 """
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST, require_safe
 from prometheus_client import REGISTRY
 
+from exporter import reload
 from exporter.exposition import encode
-from exporter.metrics import StateCollector
+from exporter.metrics import StateCollector, reload_families
 from exporter.middleware import View, token_required
 from exporter.probe_service import current_state
 from exporter.project_metrics import ProjectCollector
@@ -23,6 +26,16 @@ from exporter.targets import load_targets, target_by_alias
 
 MAX_ALIAS_PARAMETER = 200
 STATUS_REFRESH_SECONDS = 15
+
+
+class Families:
+    """Ready-made families as a collector."""
+
+    def __init__(self, families) -> None:
+        self.families = families
+
+    def collect(self):
+        yield from self.families
 
 
 class Combined:
@@ -60,6 +73,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
     host exports itself: re-exported here, every series of it would exist twice."""
     targets, state = current_state(budget=budget_from_headers(request.headers))
     sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
+    if reload.config_file() is not None:
+        sources.append(
+            Families(reload_families(reload.status.successful, reload.status.last_success))
+        )
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
         sources.append(REGISTRY)
     return exposition(request, Combined(*sources))
@@ -121,6 +138,24 @@ def service_discovery(request: HttpRequest) -> JsonResponse:
         for target in load_targets()
     ]
     return JsonResponse(groups, safe=False)
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+@token_required
+def reload_config(request: HttpRequest) -> HttpResponse:
+    """POST /-/reload, like Prometheus's: off unless DBHEALTH_RELOAD_ENDPOINT is on (a reload
+    is also a way to make the service re-read files), and behind the token when one is set."""
+    if not getattr(settings, "DBHEALTH_RELOAD_ENDPOINT", False):
+        return plain_error("the reload endpoint is off (DBHEALTH_RELOAD_ENDPOINT)", 404)
+    try:
+        reload.reload_configuration()
+    except reload.ReloadUnavailable as exc:
+        return plain_error(str(exc), 409)
+    except ImproperlyConfigured as exc:
+        return plain_error(f"configuration not reloaded: {exc}", 500)
+    return HttpResponse("reloaded\n", content_type="text/plain; charset=utf-8")
 
 
 @open_endpoint

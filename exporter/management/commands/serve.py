@@ -10,6 +10,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from exporter.reload import install_sighup_handler
 from exporter.server import DEFAULT_BIND, build_server, parse_bind
 
 # A broken alias is served as down with reason `config`: reported, never a reason to refuse.
@@ -48,6 +49,7 @@ class Command(BaseCommand):
             self.stderr.write(f"dbhealth: {exc}")
             sys.exit(1)
         self.report_checks()
+        install_sighup_handler()
         # On SIGINT uvicorn shuts down, then re-raises the signal: no traceback for that.
         with contextlib.suppress(KeyboardInterrupt):
             server.run()

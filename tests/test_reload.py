@@ -1,0 +1,102 @@
+"""Reloading the configuration of the running service: SIGHUP, and POST /-/reload when enabled."""
+
+import signal
+import urllib.request
+from pathlib import Path
+
+from tests.serving import serve
+from tests.support.process import wait_until
+
+
+def alias_table(name: str, server, dbname: str) -> str:
+    return f"""
+[databases.{name}]
+URL = "postgres://monitor@127.0.0.1:{server.port}/{dbname}"
+PASSWORD_FILE = "pg-password"
+"""
+
+
+def write(config: Path, server, *aliases: tuple[str, str]) -> None:
+    body = "[dbhealth]\ndeadline = 2\nmin_interval = 0\n"
+    config.write_text(body + "".join(alias_table(name, server, db) for name, db in aliases))
+
+
+def backends(server) -> dict[str, int]:
+    rows = server.sql(
+        "SELECT datname, pid FROM pg_stat_activity WHERE application_name = 'dbhealth'"
+    )
+    return {datname: pid for datname, pid in rows}
+
+
+def sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def post(url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_sighup_adds_and_removes_aliases_and_keeps_the_others_connections(make_postgres, tmp_path):
+    server = make_postgres()
+    (tmp_path / "pg-password").write_text(server.monitor_password)
+    config = tmp_path / "dbhealth.toml"
+    write(config, server, ("main", "app"), ("users", "users"))
+    with serve({"DBHEALTH_CONFIG": str(config)}, tmp_path / "service.log", "/livez") as served:
+        text = served.get("/metrics")[1]
+        assert 'dbhealth_up{alias="users",vendor="postgresql"} 1.0' in text
+        assert sample(text, "dbhealth_config_last_reload_successful") == 1.0
+        before = backends(server)
+        assert set(before) == {"app", "users"}
+
+        write(config, server, ("main", "app"), ("analytics", "analytics"))
+        served.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: 'alias="analytics"' in served.get("/metrics")[1], timeout=15)
+        text = served.get("/metrics")[1]
+        assert 'alias="users"' not in text
+        assert sample(text, "dbhealth_config_last_reload_successful") == 1.0
+        # The unchanged alias kept its connection; the removed one closed its own.
+        assert wait_until(lambda: "users" not in backends(server), timeout=10)
+        assert backends(server)["app"] == before["app"]
+
+        config.write_text("[databases\n")
+        served.process.send_signal(signal.SIGHUP)
+        assert wait_until(
+            lambda: (
+                sample(served.get("/metrics")[1], "dbhealth_config_last_reload_successful") == 0.0
+            ),
+            timeout=15,
+        )
+        # The old configuration keeps serving.
+        text = served.get("/metrics")[1]
+        assert 'dbhealth_up{alias="analytics",vendor="postgresql"} 1.0' in text
+        assert backends(server)["app"] == before["app"]
+        # The reload endpoint is off unless asked for.
+        assert post(served.url + "/-/reload")[0] == 404
+    log = (tmp_path / "service.log").read_text()
+    assert log.count("configuration not reloaded") == 1
+    assert server.monitor_password not in log
+
+
+def test_the_reload_endpoint_when_enabled(make_postgres, tmp_path):
+    server = make_postgres()
+    (tmp_path / "pg-password").write_text(server.monitor_password)
+    config = tmp_path / "dbhealth.toml"
+    write(config, server, ("main", "app"))
+    env = {"DBHEALTH_CONFIG": str(config), "DBHEALTH_RELOAD_ENDPOINT": "1"}
+    with serve(env, tmp_path / "service.log", "/livez") as served:
+        write(config, server, ("main", "app"), ("users", "users"))
+        assert post(served.url + "/-/reload") == (200, "reloaded\n")
+        assert 'alias="users"' in served.get("/metrics")[1]
+        config.write_text("not toml at all = = =\n")
+        status, body = post(served.url + "/-/reload")
+        assert status == 500 and body.startswith("configuration not reloaded: DBHEALTH_CONFIG")
+        assert body.count("\n") == 1
+        assert served.get("/-/reload")[0] == 405

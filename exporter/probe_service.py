@@ -550,6 +550,10 @@ def apply_outcome(
         state.failing_parts.pop(part, None)
     for part, (reason, message) in outcome.parts_failed.items():
         state.failing_parts[part] = message
+        if part == INTEGRITY_PART:
+            # A check that does not fit the deadline would take the whole deadline of every
+            # probe: it is tried again after integrity_interval, like a successful one.
+            state.integrity_at = now
         key = (part, reason)
         state.part_failures[key] = state.part_failures.get(key, 0) + 1
         if part == "statements":

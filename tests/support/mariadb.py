@@ -16,7 +16,15 @@ from typing import Any
 import MySQLdb
 
 from . import binaries
-from .process import ServerProcess, make_tempdir, run_as, service_user
+from .process import (
+    START_TIMEOUT,
+    ServerError,
+    ServerProcess,
+    make_tempdir,
+    run_as,
+    service_user,
+    wait_until,
+)
 
 # Least privileges a monitoring user needs: processlist and InnoDB status
 # (PROCESS), binlog status (REPLICATION CLIENT, an alias of BINLOG MONITOR
@@ -85,11 +93,17 @@ class MariaDBServer(ServerProcess):
     name = "mariadb"
 
     def __init__(
-        self, max_connections: int = 50, log_bin: bool = False, port: int | None = None
+        self,
+        max_connections: int = 50,
+        log_bin: bool = False,
+        port: int | None = None,
+        server_id: int | None = None,
     ) -> None:
         super().__init__(prefix="mariadb-", user=service_user("mysql"), port=port)
         self.max_connections = max_connections
         self.log_bin = log_bin
+        # Replication needs a distinct id on each server; a binlog alone gets 1.
+        self.server_id = server_id if server_id is not None else (1 if log_bin else None)
         self.datadir = self.tmpdir / "data"
         self.socket = self.tmpdir / "mysqld.sock"
         # User name -> password, for every user created through create_user().
@@ -105,11 +119,9 @@ class MariaDBServer(ServerProcess):
         subprocess.run(["cp", "-a", _get_template(self.user).datadir, self.datadir], check=True)
 
     def _command(self) -> list[str]:
-        binlog = (
-            [f"--log-bin={self.tmpdir / 'binlog'}", "--server-id=1"]
-            if self.log_bin
-            else ["--skip-log-bin"]
-        )
+        binlog = [f"--log-bin={self.tmpdir / 'binlog'}"] if self.log_bin else ["--skip-log-bin"]
+        if self.server_id is not None:
+            binlog += [f"--server-id={self.server_id}", f"--relay-log={self.tmpdir / 'relay'}"]
         # Running as the service user already (setpriv), so no --user.
         return [
             str(binaries.mariadb_server()),
@@ -178,6 +190,41 @@ class MariaDBServer(ServerProcess):
             self.sql(f"GRANT {grant} TO %s@'%%'", params=[name])
         self.passwords[name] = password
         return password
+
+    def replica_status(self) -> dict[str, Any]:
+        """SHOW SLAVE STATUS as root, by column; empty when not a replica."""
+        conn = MySQLdb.connect(unix_socket=str(self.socket), user="root", connect_timeout=10)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW SLAVE STATUS")
+                row = cursor.fetchone()
+                columns = [column[0] for column in cursor.description or ()]
+        finally:
+            conn.close()
+        return dict(zip(columns, row, strict=True)) if row else {}
+
+    def replicate_from(self, primary: "MariaDBServer", user: str = "replicator") -> None:
+        """Make this server a binlog replica of primary from primary's current position (both
+        hold the same data already: set them up alike first), and wait until both threads run.
+
+        primary needs log_bin and the two servers distinct server ids."""
+        password = primary.create_user(user, grants=("REPLICATION SLAVE ON *.*",))
+        binlog_file, position = primary.sql("SHOW MASTER STATUS")[0][:2]
+        self.sql(
+            "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s,"
+            " MASTER_PASSWORD = %s, MASTER_LOG_FILE = %s, MASTER_LOG_POS = %s,"
+            " MASTER_USE_GTID = no, MASTER_CONNECT_RETRY = 1",
+            params=[primary.host, primary.port, user, password, binlog_file, position],
+        )
+        self.sql("START SLAVE")
+
+        def both_running() -> bool:
+            status = self.replica_status()
+            return status.get("Slave_IO_Running") == status.get("Slave_SQL_Running") == "Yes"
+
+        running = wait_until(both_running, timeout=START_TIMEOUT)
+        if not running:
+            raise ServerError(f"replication did not start: {self.replica_status()}")
 
     def django_settings(self, dbname: str, user: str, password: str) -> dict[str, str]:
         """A Django DATABASES entry reaching this server over TCP."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .alertmanager import AlertmanagerServer
 from .mariadb import MariaDBServer
 from .postgres import PostgresReplica, PostgresServer
 from .prometheus import PrometheusServer
@@ -35,6 +36,8 @@ def _setup_mariadb(server: MariaDBServer, databases: Sequence[str]) -> MariaDBSe
         # The one schema-level grant a probe needs: it may USE the schema and see its tables'
         # sizes in information_schema, but SHOW VIEW reads no table data.
         server.sql(f"GRANT SHOW VIEW ON `{name}`.* TO {MONITOR}@'%'")
+        # Column types of the schema's tables, for the id headroom; grants no row access.
+        server.sql(f"GRANT REFERENCES ON `{name}`.* TO {MONITOR}@'%'")
     return server
 
 
@@ -89,6 +92,25 @@ def make_mariadb() -> Iterator[Callable[..., MariaDBServer]]:
 
 
 @pytest.fixture
+def make_mariadb_pair() -> Iterator[Callable[..., tuple[MariaDBServer, MariaDBServer]]]:
+    """Factory for a MariaDB primary (binlog, server id 1) and its binlog replica (server id 2),
+    each set up like ``mariadb``, replicating from there on; both closed after the test."""
+    with ExitStack() as stack:
+
+        def make(
+            databases: Sequence[str] = MARIADB_DATABASES,
+        ) -> tuple[MariaDBServer, MariaDBServer]:
+            primary = stack.enter_context(MariaDBServer(log_bin=True, server_id=1))
+            replica = stack.enter_context(MariaDBServer(server_id=2))
+            _setup_mariadb(primary, databases)
+            _setup_mariadb(replica, databases)
+            replica.replicate_from(primary)
+            return primary, replica
+
+        yield make
+
+
+@pytest.fixture
 def make_prometheus() -> Iterator[Callable[..., PrometheusServer]]:
     """Factory for Prometheus servers, stopped after the test."""
     with ExitStack() as stack:
@@ -97,5 +119,16 @@ def make_prometheus() -> Iterator[Callable[..., PrometheusServer]]:
             config_text: str, rule_files: Iterable[Path] = (), port: int | None = None
         ) -> PrometheusServer:
             return stack.enter_context(PrometheusServer(config_text, rule_files, port=port))
+
+        yield make
+
+
+@pytest.fixture
+def make_alertmanager() -> Iterator[Callable[..., AlertmanagerServer]]:
+    """Factory for Alertmanager servers (clustering off), stopped after the test."""
+    with ExitStack() as stack:
+
+        def make(config_text: str, port: int | None = None) -> AlertmanagerServer:
+            return stack.enter_context(AlertmanagerServer(config_text, port=port))
 
         yield make

@@ -1,0 +1,96 @@
+"""MySQL/MariaDB health signals read by the least-privilege `monitor` user on the session MariaDB:
+server counters shared by the server's aliases, and the alias's own transactions and lock waits."""
+
+import time
+
+import MySQLdb
+import pytest
+
+
+@pytest.fixture
+def legacy(mariadb, make_harness):
+    settings = mariadb.django_settings("legacy", "monitor", mariadb.monitor_password)
+    return make_harness({"legacy": settings})
+
+
+def commit_once(mariadb) -> None:
+    """One explicit COMMIT (Com_commit counts the statement), as another client."""
+    conn = MySQLdb.connect(unix_socket=str(mariadb.socket), user="root", db="legacy")
+    try:
+        conn.query("BEGIN")
+        conn.query("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_server_facts_are_present_and_plausible(mariadb, legacy):
+    alias = legacy.round().aliases["legacy"]
+    assert alias.up, alias.message
+    ((uptime,),) = mariadb.sql(
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'"
+    )
+    started = legacy.value("dbhealth_server_start_time_seconds", alias="legacy")
+    assert abs(started - (time.time() - int(uptime))) <= 2
+    # The probe's own statement is running while it reads the counter.
+    assert legacy.value("dbhealth_threads_running", alias="legacy") >= 1
+    for kind in ("connect", "client"):
+        assert legacy.value("dbhealth_aborted_connections_total", alias="legacy", kind=kind) >= 0
+    assert legacy.value("dbhealth_deadlocks_total", alias="legacy") >= 0
+    assert legacy.value("dbhealth_undo_history_length", alias="legacy") >= 0
+    before = {
+        outcome: legacy.value("dbhealth_transactions_total", alias="legacy", outcome=outcome)
+        for outcome in ("commit", "rollback")
+    }
+    assert None not in before.values(), before
+
+    commit_once(mariadb)
+    legacy.round()
+    assert legacy.value("dbhealth_transactions_total", alias="legacy", outcome="commit") >= (
+        before["commit"] + 1
+    )
+    assert (
+        legacy.value("dbhealth_transactions_total", alias="legacy", outcome="rollback")
+        >= before["rollback"]
+    )
+    # A primary has no replica metrics.
+    assert legacy.value("dbhealth_replica", alias="legacy") == 0
+    assert legacy.value("dbhealth_replica_last_error", alias="legacy", thread="sql") is None
+
+
+def test_no_open_transaction_reads_zero(legacy):
+    alias = legacy.round().aliases["legacy"]
+    assert alias.up, alias.message
+    assert alias.oldest_transaction_seconds == 0
+    assert alias.oldest_idle_in_transaction_seconds == 0
+    assert alias.blocked_sessions == 0
+    assert alias.longest_lock_wait_seconds == 0
+    assert legacy.value("dbhealth_blocked_sessions", alias="legacy") == 0
+
+
+def test_without_process_the_activity_is_unknown_and_the_alias_up(mariadb, make_harness):
+    # The README's grants less PROCESS: information_schema.INNODB_TRX refuses (error 1227).
+    password = mariadb.create_user(
+        "noprocess",
+        grants=(
+            "REPLICATION CLIENT, REPLICA MONITOR ON *.*",
+            "SELECT ON performance_schema.*",
+            "SHOW VIEW ON legacy.*",
+        ),
+    )
+    harness = make_harness({"legacy": mariadb.django_settings("legacy", "noprocess", password)})
+    alias = harness.round().aliases["legacy"]
+    assert alias.up, alias.message
+    assert "activity" not in alias.failing_parts
+    for signal in (
+        "oldest_transaction_seconds",
+        "oldest_idle_in_transaction_seconds",
+        "blocked_sessions",
+        "longest_lock_wait_seconds",
+    ):
+        assert getattr(alias, signal) is None, signal
+    assert harness.value("dbhealth_blocked_sessions", alias="legacy") is None
+    assert harness.value("dbhealth_oldest_transaction_seconds", alias="legacy") is None
+    # MariaDB's status counters need no privilege at all.
+    assert harness.value("dbhealth_threads_running", alias="legacy") >= 1
+    assert harness.value("dbhealth_deadlocks_total", alias="legacy") >= 0
+    assert harness.value("dbhealth_undo_history_length", alias="legacy") >= 0

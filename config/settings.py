@@ -57,6 +57,8 @@ DBHEALTH_ALIASES = env_list("DBHEALTH_ALIASES", default=None)
 DBHEALTH_EXPORT_PROCESS_METRICS = True
 DBHEALTH_AUTH_TOKEN = os.environ.get("DBHEALTH_AUTH_TOKEN", "")
 DBHEALTH_AUTH_TOKEN_FILE = os.environ.get("DBHEALTH_AUTH_TOKEN_FILE", "")
+# TLS and basic auth users for `serve`, in the Prometheus exporter-toolkit's web config format.
+DBHEALTH_WEB_CONFIG_FILE = os.environ.get("DBHEALTH_WEB_CONFIG_FILE", "")
 
 USE_TZ = True
 TIME_ZONE = "UTC"

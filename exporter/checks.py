@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from exporter.middleware import configured_token
 from exporter.targets import load_targets
+from exporter.web_config import configured_web_config
 
 
 @checks.register()
@@ -45,3 +46,19 @@ def check_auth_token(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="dbhealth.E003")]
     return []
+
+
+@checks.register()
+def check_web_config(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """DBHEALTH_WEB_CONFIG_FILE (TLS, basic auth users) is read when `serve` starts: the same
+    problem that would stop it, and what a Go exporter would honour differently."""
+    try:
+        web = configured_web_config()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="dbhealth.E004")]
+    if web is None:
+        return []
+    return [
+        checks.Warning(f"DBHEALTH_WEB_CONFIG_FILE {web.path}: {note}", id="dbhealth.W002")
+        for note in web.notes
+    ]

@@ -3,6 +3,11 @@
 Prometheus supports both (`authorization` and `basic_auth` in a scrape config). Off when no token
 is configured; with one, every endpoint needs it, the status page too (it shows query texts).
 
+The service `serve` runs may also have basic_auth_users from its DBHEALTH_WEB_CONFIG_FILE
+(exporter/web_config.py). With both, a request passes with either: the token (as bearer, or as
+the basic auth password under any user name), or a user's name and password. Those users exist
+only in that service: where a host includes exporter.urls, the token settings are the option.
+
 Every exporter view enforces it itself (`token_required`), so the endpoints are protected wherever
 a host includes exporter.urls, whatever its MIDDLEWARE says. The dbhealth service also keeps
 EndpointAuthMiddleware: built at start-up, it makes a bad token file stop the server before it
@@ -21,6 +26,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+
+from exporter.web_config import active_users
 
 TOKEN_SETTINGS = ("DBHEALTH_AUTH_TOKEN", "DBHEALTH_AUTH_TOKEN_FILE")
 View = Callable[..., HttpResponse]
@@ -71,16 +78,38 @@ def presented_secret(header: str) -> str | None:
     return None
 
 
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of a basic auth header, None for anything else."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, separator, password = decoded.partition(":")
+    return (user, password) if separator else None
+
+
 def refusal(request: HttpRequest) -> HttpResponse | None:
-    """The 401 answer for a request without the configured token; None when it may pass."""
+    """The 401 answer for a request without the configured token or a configured user's
+    password; None when it may pass (or when neither is configured)."""
     token = endpoint_token()
-    if not token:
+    users = active_users()
+    if not token and users is None:
         return None
-    secret = presented_secret(request.headers.get("Authorization", ""))
-    if secret is not None and hmac.compare_digest(secret.encode(), token.encode()):
-        return None
+    header = request.headers.get("Authorization", "")
+    if token:
+        secret = presented_secret(header)
+        if secret is not None and hmac.compare_digest(secret.encode(), token.encode()):
+            return None
+    if users is not None:
+        credentials = basic_credentials(header)
+        if credentials is not None and users.check(*credentials):
+            return None
     response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
-    response["WWW-Authenticate"] = 'Bearer realm="dbhealth", Basic realm="dbhealth"'
+    challenge = 'Basic realm="dbhealth"'
+    response["WWW-Authenticate"] = f'Bearer realm="dbhealth", {challenge}' if token else challenge
     return response
 
 

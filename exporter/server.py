@@ -9,6 +9,12 @@ Why uvicorn: its asyncio loop holds client connections without a thread each, so
 gives every accepted connection a worker thread). Django runs each sync view in a thread of its
 own (ThreadSensitiveContext per request). uvicorn also speaks TLS.
 
+TLS, basic auth users and response headers come from DBHEALTH_WEB_CONFIG_FILE, the Prometheus
+exporter-toolkit's web configuration format (exporter/web_config.py). The file is read and every
+certificate loaded before anything is bound; uvicorn gets the finished ssl.SSLContext through
+Config's ssl_context_factory (uvicorn 0.47+), since its own ssl_* options have no minimum or
+maximum TLS version.
+
 Embedded in a host project (`python -m django serve` with the host's settings, `exporter` in its
 INSTALLED_APPS), this process serves dbhealth's own URLconf and middleware, not the host's: it
 runs beside the host's web workers, which then never probe.
@@ -16,11 +22,13 @@ runs beside the host's web workers, which then never probe.
 
 import ipaddress
 import logging
+import ssl
 
 import uvicorn
 from django.conf import settings
 from django.urls import clear_url_caches
 
+from exporter import web_config
 from exporter.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 DEFAULT_BIND = "127.0.0.1:9808"
@@ -97,6 +105,30 @@ class RequestHeadLimit:
         await self.app(scope, receive, send)
 
 
+class ResponseHeaders:
+    """ASGI middleware: set the web configuration's headers (http_server_config.headers) on every
+    response, replacing any of the same name, as the toolkit's Header().Set does."""
+
+    def __init__(self, app, headers: tuple[tuple[str, str], ...]) -> None:
+        self.app = app
+        self.headers = [(name.encode(), value.encode()) for name, value in headers]
+        self.names = {name.lower() for name, _ in self.headers}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [
+                    (n, v) for n, v in message.get("headers", []) if n.lower() not in self.names
+                ]
+                message = {**message, "headers": kept + self.headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 async def refuse(send, status: int, message: str) -> None:
     body = f"{message}\n".encode()
     headers = [
@@ -110,11 +142,18 @@ async def refuse(send, status: int, message: str) -> None:
 
 def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
     """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
-    (an unusable token file, for one) before anything is bound."""
+    (an unusable token file or web configuration file, for two) before anything is bound."""
     from django.core.asgi import get_asgi_application
 
+    web = web_config.configured_web_config()
     apply_service_settings()
+    web_config.activate(web)
     application = RequestHeadLimit(get_asgi_application())
+    if web is not None and web.headers:
+        application = ResponseHeaders(application, web.headers)
+    tls = web.tls if web is not None else None
+    if web is not None:
+        logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
     # log_config=None: uvicorn configures no logging of its own, so `uvicorn.error` propagates to
     # the handlers of Django's LOGGING like every other logger (unless LOGGING says otherwise).
     access = logging.getLogger("uvicorn.access")
@@ -138,5 +177,16 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,
         access_log=access_log,
+        ssl_context_factory=None if tls is None else prebuilt_context(tls),
     )
     return uvicorn.Server(config)
+
+
+def prebuilt_context(context: ssl.SSLContext):
+    """An ssl_context_factory for uvicorn.Config that hands over a context already built (by
+    exporter.web_config) instead of uvicorn's default one."""
+
+    def factory(config: uvicorn.Config, default_factory) -> ssl.SSLContext:
+        return context
+
+    return factory

@@ -8,6 +8,7 @@ slowloris connections open against either.
 import os
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,13 +36,17 @@ class Served:
     address: str
     log: Path
     process: subprocess.Popen
+    # For an https service: the client side (trusted CA, client certificate) of every get().
+    ssl_context: ssl.SSLContext | None = None
 
     def get(
         self, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None
     ) -> tuple[int, str]:
         request = urllib.request.Request(self.url + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=timeout, context=self.ssl_context
+            ) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
@@ -49,9 +54,16 @@ class Served:
 
 @contextmanager
 def served_process(
-    name: str, command: list[str], env: dict[str, str], log: Path, address: str, ready_path: str
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    address: str,
+    ready_path: str,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[Served]:
-    """Run `command` for the block; ready once `ready_path` answers (any status) at `address`."""
+    """Run `command` for the block; ready once `ready_path` answers (any status) at `address`,
+    over https with `ssl_context` when one is given."""
     with log.open("ab") as output:
         process = subprocess.Popen(
             command,
@@ -61,7 +73,14 @@ def served_process(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    served = Served(url=f"http://{address}", address=address, log=log, process=process)
+    scheme = "http" if ssl_context is None else "https"
+    served = Served(
+        url=f"{scheme}://{address}",
+        address=address,
+        log=log,
+        process=process,
+        ssl_context=ssl_context,
+    )
     try:
         give_up_at = time.monotonic() + START_TIMEOUT
         while True:
@@ -92,9 +111,12 @@ def serve(
     ready_path: str,
     settings_module: str = "config.settings",
     access_log: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[Served]:
     """The service on a free port for the block: `manage.py serve` with the standalone settings,
-    `python -m django serve` with any other settings module (a host project's)."""
+    `python -m django serve` with any other settings module (a host project's). Pass the client
+    `ssl_context` when `env` gives the service TLS (DBHEALTH_WEB_CONFIG_FILE): it is then asked
+    over https, for readiness too."""
     address = f"127.0.0.1:{free_port()}"
     if settings_module == "config.settings":
         command = [sys.executable, "manage.py", "serve", "--bind", address]
@@ -108,7 +130,9 @@ def serve(
         **env,
         "DJANGO_SETTINGS_MODULE": settings_module,
     }
-    with served_process("serve", command, environment, log, address, ready_path) as served:
+    with served_process(
+        "serve", command, environment, log, address, ready_path, ssl_context
+    ) as served:
         yield served
 
 

@@ -22,7 +22,11 @@ def default_bind() -> str:
 
 
 class Command(BaseCommand):
-    help = "Serve dbhealth's endpoints (/metrics, /probe, /healthz, /sd, /) from this process."
+    help = (
+        "Serve dbhealth's endpoints (/metrics, /probe, /healthz, /sd, /) from this process; over "
+        "TLS and with basic auth users when $DBHEALTH_WEB_CONFIG_FILE names a Prometheus "
+        "exporter-toolkit web configuration file."
+    )
     # Run by handle() itself, so that a broken alias is reported without stopping the service.
     requires_system_checks: list[str] = []
 

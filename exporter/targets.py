@@ -29,6 +29,14 @@ from exporter.option_types import (
 )
 
 PLACEHOLDER_ENGINES = {"", "django.db.backends.dummy"}
+# What to install when Django's own backend cannot import its driver.
+MISSING_DRIVER_HINTS = {
+    "django.db.backends.mysql": (
+        "; the MySQL driver is missing: pip install 'dbhealth[mysql]' (mysqlclient, built with"
+        " gcc, pkg-config and libmariadb-dev; scripts/setup installs them)"
+    ),
+    "django.db.backends.postgresql": "; the PostgreSQL driver is missing: pip install psycopg",
+}
 MARKER_KEYS = {"config_error", "create_demo"}
 
 # django-prometheus's wrappers count every query and error of a connection in the host's own
@@ -135,6 +143,8 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
             vendor = vendor_of(normalized["ENGINE"])
         except Exception as exc:  # any import-time failure of a third-party backend
             problem = f"ENGINE {normalized['ENGINE']!r} cannot be loaded: {type(exc).__name__}"
+            if "Error loading" in str(exc):  # Django's words for a driver it cannot import
+                problem += MISSING_DRIVER_HINTS.get(normalized["ENGINE"], "")
     if problem is None:
         problem = settings_problem(normalized)
     try:

@@ -1,11 +1,14 @@
 """The Prometheus rules, their promtool unit tests, the example config and the runbook agree."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from exporter.dashboards import OVERVIEW_UID, DashboardAlias, build_dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "prometheus" / "rules.yml"
@@ -15,6 +18,9 @@ RUNBOOK = ROOT / "docs" / "alerts.md"
 
 # Alerts about the exporter itself rather than one database alias.
 ALERTS_WITHOUT_ALIAS = {"DbhealthExporterDown"}
+# What every database alert joins onto its labels (see alias:dbhealth_info:target).
+TARGET_JOIN = ") * on (alias) group_left (host, port, database) alias:dbhealth_info:target"
+LINKS = "dbhealth:links"
 
 
 def promtool(*args: str) -> None:
@@ -103,3 +109,80 @@ def test_every_recording_rule_is_unit_tested() -> None:
         if not name.startswith("dbhealth:threshold_default:") and name not in tested
     ]
     assert untested == []
+
+
+def github_anchors(markdown: str) -> list[str]:
+    """The anchors GitHub gives the headings of a Markdown file, in order.
+
+    Its rule (github-slugger): lower case, drop every character that is not a letter, digit,
+    underscore, hyphen or space, spaces become hyphens; a repeated anchor gets -1, -2, ...
+    Lines inside fenced code blocks are no headings.
+    """
+    anchors: list[str] = []
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        heading = re.match(r" {0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if fenced or not heading:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading[1].lower()).replace(" ", "-")
+        anchor, repeat = slug, 0
+        while anchor in anchors:
+            repeat += 1
+            anchor = f"{slug}-{repeat}"
+        anchors.append(anchor)
+    return anchors
+
+
+def test_github_anchors_follow_githubs_rule() -> None:
+    text = "# A `code` Title!\n```yaml\n# not a heading\n```\n## Repeat\n### Repeat\n"
+    assert github_anchors(text) == ["a-code-title", "repeat", "repeat-1"]
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alert_links_its_runbook_section(rule: dict) -> None:
+    """runbook_url is the base set once in dbhealth:links plus the anchor of the alert's own
+    `### <alert>` section, and that anchor exists in docs/alerts.md as GitHub renders it."""
+    name = rule["alert"]
+    url = rule["annotations"]["runbook_url"]
+    base, _, anchor = url.rpartition("#")
+    assert LINKS in base and "http" not in url, url
+    heading_anchor = github_anchors(f"### {name}")[0]
+    assert anchor == heading_anchor, f"{name}: runbook_url ends with #{anchor}"
+    assert anchor in github_anchors(RUNBOOK.read_text()), f"#{anchor} missing from {RUNBOOK.name}"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alert_links_the_dashboard_of_its_alias(rule: dict) -> None:
+    """dashboard_url opens the overview dashboard (its uid, under the Grafana base set once in
+    dbhealth:links) with the alert's alias selected through the overview's `alias` variable."""
+    url = rule["annotations"]["dashboard_url"]
+    assert LINKS in url and "http" not in url, url
+    assert f"/d/{OVERVIEW_UID}" in url
+    if rule["alert"] not in ALERTS_WITHOUT_ALIAS:
+        assert "?var-alias={{ $labels.alias | urlquery }}" in url
+    overview = build_dashboards([DashboardAlias("default", "postgresql", False)])["overview.json"]
+    assert overview["uid"] == OVERVIEW_UID
+    assert "alias" in {variable["name"] for variable in overview["templating"]["list"]}
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_database_alerts_carry_the_host_port_and_database_of_their_alias(rule: dict) -> None:
+    """The join is on every alert about an alias (the promtool cases show its result)."""
+    expr = " ".join(rule["expr"].split())
+    if rule["alert"] in ALERTS_WITHOUT_ALIAS:
+        assert "dbhealth_info" not in expr
+    else:
+        assert expr.endswith(TARGET_JOIN), expr
+
+
+def test_links_are_set_once() -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    [links] = [rule for group in groups for rule in group["rules"] if rule.get("record") == LINKS]
+    assert set(links["labels"]) == {"runbook", "grafana"}
+    assert links["labels"]["runbook"].endswith("/docs/alerts.md")
+    assert not links["labels"]["grafana"].endswith("/")
+    assert RULES.read_text().count(links["labels"]["runbook"]) == 1
+    assert RULES.read_text().count(links["labels"]["grafana"]) == 1

@@ -7,6 +7,7 @@ DbhealthDatabaseDown pending for that alias alone.
 """
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,8 +44,29 @@ EMPTY_WHILE_HEALTHY = {
     "dbhealth_route_info": "no alias is down, and a standalone service has no routed models",
 }
 # Metrics that only some aliases have, and which aliases.
-SERVER_ONLY = ("dbhealth_connections", "dbhealth_statement")
+SERVER_ONLY = (
+    "dbhealth_connections",
+    "dbhealth_statement",
+    "dbhealth_oldest_transaction_seconds",
+    "dbhealth_oldest_idle_in_transaction_seconds",
+    "dbhealth_blocked_sessions",
+    "dbhealth_longest_lock_wait_seconds",
+    "dbhealth_transactions_total",
+    "dbhealth_deadlocks_total",
+    "dbhealth_server_start_time_seconds",
+    "alias:dbhealth_server_uptime_seconds",
+)
+POSTGRESQL_ONLY = (
+    "dbhealth_transaction_id_age",
+    "dbhealth_multixact_id_age",
+    "alias:dbhealth_transaction_id_age",
+    "alias:dbhealth_multixact_id_age",
+    "dbhealth_replication_slot",
+)
 REPLICA_ONLY = ("dbhealth_replication_lag_seconds", "dbhealth_replica_connected")
+# A slot on the primary and a table with an id sequence in every database, so that those panels
+# have something to show (see with_ids_and_a_slot).
+SLOT = "e2e_slot"
 
 
 def dashboard_aliases(config: Path) -> list[DashboardAlias]:
@@ -66,7 +88,32 @@ def expected_empty(query: str, alias: DashboardAlias) -> str | None:
         return f"{alias.vendor} has no server connections or statement statistics"
     if not alias.replica and any(metric in query for metric in REPLICA_ONLY):
         return "a primary has no replication lag"
+    if alias.vendor != "postgresql" and any(metric in query for metric in POSTGRESQL_ONLY):
+        return f"{alias.vendor} has no transaction id ages or replication slots"
+    if alias.replica and "dbhealth_replication_slot" in query:
+        return "slots are shown for primaries only"
     return None
+
+
+@contextmanager
+def with_ids_and_a_slot(postgres, mariadb, cache: Path) -> Iterator[None]:
+    """A table with an id in every database of the reference config, and an inactive physical
+    slot on the primary (dropped again: it would keep WAL for the whole session)."""
+    for dbname in ("app", "users", "analytics"):
+        postgres.sql("CREATE TABLE IF NOT EXISTS e2e_ids (id serial PRIMARY KEY)", dbname=dbname)
+        postgres.sql("INSERT INTO e2e_ids DEFAULT VALUES", dbname=dbname)
+        postgres.sql("GRANT SELECT ON SEQUENCE e2e_ids_id_seq TO monitor", dbname=dbname)
+    mariadb.sql("CREATE TABLE IF NOT EXISTS legacy.e2e_ids (id INT AUTO_INCREMENT PRIMARY KEY)")
+    mariadb.sql("INSERT INTO legacy.e2e_ids () VALUES ()")
+    with sqlite3.connect(cache) as connection:
+        connection.execute("CREATE TABLE e2e_ids (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+        connection.execute("INSERT INTO e2e_ids DEFAULT VALUES")
+    connection.close()
+    postgres.sql(f"SELECT pg_create_physical_replication_slot('{SLOT}', true)")
+    try:
+        yield
+    finally:
+        postgres.sql(f"SELECT pg_drop_replication_slot('{SLOT}')")
 
 
 def variable_queries(dashboard: dict, alias: DashboardAlias) -> list[tuple[str, str]]:
@@ -129,7 +176,10 @@ def test_every_dashboard_query_answers_with_data_where_the_alias_has_it(
         ("sqlite", False),
     }
     dashboards = build_dashboards(aliases)
-    with monitored(config, tmp_path, make_prometheus) as prometheus:
+    with (
+        with_ids_and_a_slot(postgres, mariadb, tmp_path / "cache.sqlite3"),
+        monitored(config, tmp_path, make_prometheus) as prometheus,
+    ):
         prometheus.wait_for(
             lambda: samples_in_last_minute(prometheus) >= SCRAPES_FOR_RATES, timeout=WAIT
         )

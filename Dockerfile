@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # dbhealth standalone service. Configure with environment variables (DBHEALTH_*) and a TOML file
-# mounted at /etc/dbhealth/dbhealth.toml (see config/databases.example.toml).
+# mounted at /etc/dbhealth/dbhealth.toml (see dbhealth/examples/databases.example.toml).
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t dbhealth .
 #   docker run --read-only -p 8000:8000 -v ./dbhealth.toml:/etc/dbhealth/dbhealth.toml:ro dbhealth
 #
@@ -21,9 +21,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev libmariadb-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY config ./config
-COPY exporter ./exporter
+COPY pyproject.toml README.md LICENSE ./
+COPY dbhealth ./dbhealth
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[mysql]"
 
 FROM python:3.11-slim-bookworm
@@ -56,11 +55,11 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[mysql]"
 COPY docker/healthcheck.py /usr/local/lib/dbhealth/healthcheck.py
 
-# One process serves every scrape and holds all probe state in memory (exporter/server.py).
+# One process serves every scrape and holds all probe state in memory (dbhealth/server.py).
 # DBHEALTH_BIND is where it listens, and where the HEALTHCHECK calls it.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    DJANGO_SETTINGS_MODULE=config.settings \
+    DJANGO_SETTINGS_MODULE=dbhealth.settings \
     DBHEALTH_CONFIG=/etc/dbhealth/dbhealth.toml \
     DBHEALTH_DATA_DIR=/var/lib/dbhealth \
     DBHEALTH_ALLOWED_HOSTS=* \

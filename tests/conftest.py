@@ -7,11 +7,11 @@ import tempfile
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dbhealth.settings")
 if "DBHEALTH_DATA_DIR" not in os.environ:
     data_dir = tempfile.mkdtemp(prefix="dbhealth-test-data-")
     atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     os.environ["DBHEALTH_DATA_DIR"] = data_dir
 django.setup()
 
-pytest_plugins = ["tests.support.pytest_plugin", "tests.exporter_fixtures"]
+pytest_plugins = ["tests.support.pytest_plugin", "tests.dbhealth_fixtures"]

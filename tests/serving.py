@@ -109,7 +109,7 @@ def serve(
     env: dict[str, str],
     log: Path,
     ready_path: str,
-    settings_module: str = "config.settings",
+    settings_module: str = "dbhealth.settings",
     access_log: bool = False,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Iterator[Served]:
@@ -118,7 +118,7 @@ def serve(
     `ssl_context` when `env` gives the service TLS (DBHEALTH_WEB_CONFIG_FILE): it is then asked
     over https, for readiness too."""
     address = f"127.0.0.1:{free_port()}"
-    if settings_module == "config.settings":
+    if settings_module == "dbhealth.settings":
         command = [sys.executable, "manage.py", "serve", "--bind", address]
     else:
         command = [sys.executable, "-m", "django", "serve", "--bind", address]
@@ -250,7 +250,8 @@ def write_reference_config(
     extra: str = "",
     defaults: str = "",
 ) -> Path:
-    """The six aliases of config/databases.example.toml on the session servers, plus `extra`.
+    """The six aliases of the example config (dbhealth/examples/databases.example.toml) on the
+    session servers, plus `extra`.
 
     `extra` is more TOML (e.g. a `[databases.<alias>]` table on a dedicated server) and
     `defaults` more `[dbhealth]` keys; the monitor password of `postgres` is in `pg-password`

@@ -110,7 +110,7 @@ def test_image_runs_the_serve_command_as_a_numeric_non_root_user():
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert image_command() == ["python", "-m", "django", "serve", "--access-log"]
     env = assignments("ENV")
-    assert env["DJANGO_SETTINGS_MODULE"] == "config.settings"
+    assert env["DJANGO_SETTINGS_MODULE"] == "dbhealth.settings"
     assert env["DBHEALTH_CONFIG"] == "/etc/dbhealth/dbhealth.toml"
     # The service listens where it is exposed, and the HEALTHCHECK follows DBHEALTH_BIND there.
     host, _, port = env["DBHEALTH_BIND"].rpartition(":")
@@ -160,7 +160,7 @@ def test_oci_labels_describe_the_image():
     text = DOCKERFILE.read_text()
     for label, argument in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
         assert f'org.opencontainers.image.{label}="${{{argument}}}"' in text
-    # The revision also reaches dbhealth_build_info (exporter/build_info.py).
+    # The revision also reaches dbhealth_build_info (dbhealth/build_info.py).
     assert "DBHEALTH_REVISION=${REVISION}" in text
 
 
@@ -233,7 +233,7 @@ def run_image_command(tmp_path: Path, config: str, paths: list[str]) -> str:
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(REPO),  # the image installs config/ and exporter/ into site-packages
+        "PYTHONPATH": str(REPO),  # the image installs config/ and dbhealth/ into site-packages
         **assignments("ENV"),
         "DBHEALTH_CONFIG": config,
         "DBHEALTH_DATA_DIR": str(tmp_path / "data"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter_fixtures import promtool_check_metrics
+from tests.dbhealth_fixtures import promtool_check_metrics
 from tests.security.http_client import request
 from tests.serving import REPO, Served, serve, served_process, write_reference_config
 from tests.support.ports import free_port

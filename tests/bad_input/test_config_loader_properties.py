@@ -6,9 +6,9 @@ from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config_file import MAX_ALIAS_LENGTH, config_from_document
-from exporter.option_types import GLOBAL_DEFAULTS
-from exporter.targets import build_target
+from dbhealth.config_file import MAX_ALIAS_LENGTH, config_from_document
+from dbhealth.option_types import GLOBAL_DEFAULTS
+from dbhealth.targets import build_target
 
 SECRET = "Pl4nted-s3cret-e6b1"
 NOWHERE = Path("/nonexistent-dbhealth-config-dir")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config_file import AliasConfigError, database_entry, parse_database_url
-from exporter.targets import build_target
+from dbhealth.config_file import AliasConfigError, database_entry, parse_database_url
+from dbhealth.targets import build_target
 
 SECRET = "hunter2"
 

@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config_file import MAX_ALIAS_LENGTH
-from exporter.exposition import encode
-from exporter.metrics import MAX_LABEL_LENGTH, StateCollector, label_text
-from exporter.state import AliasState, ServiceState, Statement
-from exporter.targets import build_target
-from tests.exporter_fixtures import promtool_check_metrics
+from dbhealth.config_file import MAX_ALIAS_LENGTH
+from dbhealth.exposition import encode
+from dbhealth.metrics import MAX_LABEL_LENGTH, StateCollector, label_text
+from dbhealth.state import AliasState, ServiceState, Statement
+from dbhealth.targets import build_target
+from tests.dbhealth_fixtures import promtool_check_metrics
 
 # Anything a driver can hand back, lone surrogates (undecodable bytes) and control characters too.
 database_text = st.text(max_size=3000)

@@ -10,10 +10,10 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import os, sys
 sys.modules["MySQLdb"] = None
-os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+os.environ["DJANGO_SETTINGS_MODULE"] = "dbhealth.settings"
 import django
 django.setup()
-from exporter.targets import build_target
+from dbhealth.targets import build_target
 print(build_target("legacy", {"ENGINE": "django.db.backends.mysql", "NAME": "legacy"}, {}).problem)
 """
 

@@ -23,11 +23,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config_file import load_config_file
+from dbhealth.config_file import load_config_file
 from tests.serving import REPO, serve
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
-RULES = REPO / "config" / "prometheus" / "rules.yml"
+RULES = REPO / "dbhealth" / "prometheus" / "rules.yml"
 SCALING = REPO / "docs" / "scaling.md"
 CORE_KINDS = {"Deployment", "Service", "ConfigMap", "Secret"}
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -322,7 +322,7 @@ def test_the_allow_list_rejects_what_the_operator_would():
     ]
 
 
-# ---- The PrometheusRule is config/prometheus/rules.yml. ----
+# ---- The PrometheusRule is dbhealth/prometheus/rules.yml. ----
 
 
 def test_prometheusrule_is_generated_from_rules_yml():

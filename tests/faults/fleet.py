@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.state import AliasState, ServiceState
-from tests.exporter_fixtures import Harness
+from dbhealth.state import AliasState, ServiceState
+from tests.dbhealth_fixtures import Harness
 from tests.support.mariadb import MariaDBServer
 from tests.support.postgres import PostgresServer
 from tests.support.process import wait_until

@@ -10,7 +10,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
-    "exporter",
+    "dbhealth",
     "tests.hostproject.users",
     "tests.hostproject.blog",
     "tests.hostproject.analytics",

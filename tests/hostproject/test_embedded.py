@@ -1,6 +1,6 @@
 """The exporter embedded in a multi-database host project.
 
-The host adds `exporter` to INSTALLED_APPS and includes `exporter.urls`, nothing else, and is
+The host adds `exporter` to INSTALLED_APPS and includes `dbhealth.urls`, nothing else, and is
 served by its own gunicorn. Its operators made the classic mistake: `migrate` was run on some
 aliases and not on others. The same host settings also run `python -m django serve`, the dbhealth
 service in a process of its own: dbhealth's URLs and middleware, never the host's.

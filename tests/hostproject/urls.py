@@ -5,5 +5,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", lambda request: HttpResponse("the host project's home page\n")),
-    path("dbhealth/", include("exporter.urls")),
+    path("dbhealth/", include("dbhealth.urls")),
 ]

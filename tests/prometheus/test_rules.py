@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.dashboards import OVERVIEW_UID, DashboardAlias, build_dashboards
+from dbhealth.dashboards import OVERVIEW_UID, DashboardAlias, build_dashboards
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "config" / "prometheus" / "rules.yml"
-CONFIG = ROOT / "config" / "prometheus" / "prometheus.yml"
+RULES = ROOT / "dbhealth" / "prometheus" / "rules.yml"
+CONFIG = ROOT / "dbhealth" / "prometheus" / "prometheus.yml"
 RULES_TEST = ROOT / "tests" / "prometheus" / "rules_test.yml"
 RUNBOOK = ROOT / "docs" / "alerts.md"
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.exporter_fixtures import Harness
+from tests.dbhealth_fixtures import Harness
 
 HOSTILE = st.text(alphabet="'\\\"$;-/*#\n eé", max_size=6)
 

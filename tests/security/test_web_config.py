@@ -22,7 +22,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter.web_config import BasicAuthUsers
+from dbhealth.web_config import BasicAuthUsers
 from tests.serving import REPO, Served, serve
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer

@@ -1,0 +1,19 @@
+"""The exporter app; it installs no models and needs no migrations."""
+
+from django.apps import AppConfig
+
+
+class ExporterConfig(AppConfig):
+    name = "dbhealth"
+    verbose_name = "dbhealth exporter"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core.signals import setting_changed
+
+        from dbhealth import checks, project_checks  # noqa: F401  (register the system checks)
+        from dbhealth.demo import ensure_demo_databases
+        from dbhealth.probe_service import forget_configuration
+
+        setting_changed.connect(forget_configuration, dispatch_uid="dbhealth-settings")
+        ensure_demo_databases()

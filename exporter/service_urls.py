@@ -1,5 +1,0 @@
-"""URLs of the dbhealth service: the exporter's endpoints at the root."""
-
-from django.urls import include, path
-
-urlpatterns = [path("", include("exporter.urls"))]

@@ -1,0 +1,80 @@
+"""The `dbhealth` console command and the wheel it comes in."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = Path(sys.executable).with_name("dbhealth")
+
+
+def run(*arguments: str, cwd: Path, env: dict[str, str] | None = None):
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run(
+        [str(COMMAND), *arguments],
+        cwd=cwd,
+        env={**environment, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_version(tmp_path):
+    result = run("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "dbhealth 0.1.0"
+
+
+def test_probe_once_as_json_on_the_demo_database(tmp_path):
+    result = run("probe", "--json", cwd=tmp_path, env={"DBHEALTH_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["aliases"]["default"]["up"] is True
+
+
+def test_rules_writes_what_the_package_ships(tmp_path):
+    out = tmp_path / "out"
+    result = run("rules", "--out", str(out), cwd=tmp_path, env={"DBHEALTH_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    package = resources.files("dbhealth")
+    assert (out / "rules.yml").read_bytes() == package.joinpath("prometheus/rules.yml").read_bytes()
+    assert (out / "prometheus.yml").exists() and (out / "dbhealth.example.toml").exists()
+
+
+def test_an_unknown_command_is_one_line(tmp_path):
+    result = run("frobnicate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "unknown command 'frobnicate'" in result.stderr
+
+
+def test_the_wheel_installs_one_top_level_package_with_its_data(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    [wheel] = tmp_path.glob("dbhealth-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {
+        name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")
+    }
+    assert tops == {"dbhealth"}
+    for data in (
+        "dbhealth/prometheus/rules.yml",
+        "dbhealth/prometheus/prometheus.yml",
+        "dbhealth/examples/databases.example.toml",
+        "dbhealth/templates/dbhealth/status.html",
+    ):
+        assert data in names
+    [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "License-Expression: Apache-2.0" in text
+    [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "dbhealth = dbhealth.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -1,6 +1,7 @@
 """Fixtures that point the exporter at real servers: a probe-service harness and Django settings."""
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,18 @@ class Harness:
     def round(self, budget: float | None = None) -> ServiceState:
         self.state = self.service.snapshot(self.targets, budget)
         return self.state
+
+    def round_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Probe until predicate() holds: a session hands its counters to the server's
+        statistics a moment after its client has closed it."""
+        give_up_at = time.monotonic() + timeout
+        while True:
+            self.round()
+            if predicate():
+                return True
+            if time.monotonic() > give_up_at:
+                return False
+            time.sleep(0.1)
 
     def exposition(self) -> str:
         registry = CollectorRegistry(auto_describe=False)

@@ -25,19 +25,6 @@ def harness(server, make_harness):
     return make_harness({"app": settings}, refresh_interval=0.0)
 
 
-def rounds_until(harness, predicate, timeout: float = 10.0) -> bool:
-    """Probe until predicate() holds: a session hands its counters to the server's statistics a
-    moment after its client has closed it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        harness.round()
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
 def test_an_idle_transaction_holding_a_lock_and_the_session_it_blocks(server, harness):
     server.sql("CREATE TABLE queue (id int)", dbname="app")
     holder = server.connect("app")
@@ -106,8 +93,8 @@ def test_a_deadlock_is_counted(server, harness):
     with ThreadPoolExecutor(max_workers=2) as pool:
         outcomes = sorted(pool.map(cross, (1, 2), (2, 1)))
     assert outcomes == ["survivor", "victim"]
-    assert rounds_until(
-        harness, lambda: harness.value("dbhealth_deadlocks_total", alias="app") >= before + 1
+    assert harness.round_until(
+        lambda: harness.value("dbhealth_deadlocks_total", alias="app") >= before + 1
     )
 
 

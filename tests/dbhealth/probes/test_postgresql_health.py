@@ -23,19 +23,6 @@ def quiet_database(postgres) -> str:
     return name
 
 
-def rounds_until(harness, predicate, timeout: float = 10.0) -> bool:
-    """Probe until predicate() holds: sessions hand their counters to the server's statistics
-    as they end, a moment after the client has closed them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        harness.round()
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
 def test_a_quiet_database_reports_every_signal_at_rest(postgres, quiet_database, make_harness):
     settings = postgres.django_settings(quiet_database, "monitor", postgres.monitor_password)
     harness = make_harness({"quiet": settings}, refresh_interval=0.0)
@@ -81,8 +68,7 @@ def test_a_quiet_database_reports_every_signal_at_rest(postgres, quiet_database,
         postgres.sql("SELECT 1", dbname=quiet_database)
     with pytest.raises(errors.DivisionByZero):
         postgres.sql("SELECT 1 / 0", dbname=quiet_database)
-    assert rounds_until(
-        harness,
+    assert harness.round_until(
         lambda: (
             harness.value("dbhealth_transactions_total", alias="quiet", outcome="commit")
             >= commits + 3

@@ -40,6 +40,7 @@ from dbhealth.state import (
     REFRESHED_PARTS,
     SERVER_FACTS,
     SERVER_PART,
+    SESSION_FIELDS,
     AliasState,
     Observations,
     ProbeOutcome,
@@ -396,7 +397,7 @@ class ProbeService:
                 self._facts[key] = ServerFacts(values=facts, read_at=now)
                 self._share_facts(key, target.alias)
             if key in self._facts:
-                apply_facts(state, self._facts[key])
+                apply_facts(state, self._facts[key], target.database)
         self._states[target.alias] = state
         log_change(target, previous, state)
 
@@ -407,7 +408,7 @@ class ProbeService:
             current = self._states.get(other.alias)
             if other.alias != reader and current is not None and current.up:
                 updated = current.evolve()
-                apply_facts(updated, facts)
+                apply_facts(updated, facts, other.database)
                 self._states[other.alias] = updated
 
 
@@ -561,12 +562,19 @@ def apply_outcome(
             state.statements = None
 
 
-def apply_facts(state: AliasState, facts: ServerFacts) -> None:
+def apply_facts(state: AliasState, facts: ServerFacts, database: str) -> None:
     version = state.version
     for fact, value in facts.values.items():
         setattr(state, fact, value)
     # The version is kept when a reading could not get it.
     state.version = state.version or version
+    if "sessions_by_database" in facts.values:
+        # The server's per-database readings: this alias takes its own database's, and a
+        # database with no session at all reads 0 (the role could see them all).
+        by_database = state.sessions_by_database
+        row = None if by_database is None else by_database.get(database, (0, 0, 0, 0))
+        for name, value in zip(SESSION_FIELDS, row or (None,) * len(SESSION_FIELDS), strict=True):
+            setattr(state, name, value)
 
 
 def log_change(target: Target, previous: AliasState | None, state: AliasState) -> None:

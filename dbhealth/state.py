@@ -113,10 +113,20 @@ class Observations:
     aborted_connections: dict[str, int] | None = None  # kind (connect, client) -> count
     replica_last_errors: dict[str, int] | None = None  # thread (io, sql) -> error number
     sqlite_wal_bytes: int | None = None
+    # Server-wide readings per database, from which each alias takes its own database's
+    # (PostgreSQL: database name -> the SESSION_FIELDS values); None when the role cannot see.
+    sessions_by_database: dict[str, tuple] | None = None
     id_headroom: list[IdHeadroom] | None = None
     integrity_ok: bool | None = None
 
 
+# Session signals a vendor may read per database for the whole server (sessions_by_database).
+SESSION_FIELDS = (
+    "oldest_transaction_seconds",
+    "oldest_idle_in_transaction_seconds",
+    "blocked_sessions",
+    "longest_lock_wait_seconds",
+)
 # What the activity part reads: replaced whole on every probe that reads it, less the ones a
 # vendor reads as server facts instead.
 ACTIVITY_FIELDS = (

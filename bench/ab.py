@@ -2,8 +2,10 @@
 
     python -m bench.ab --before HEAD~1 --aliases 200
 
-Both run under gunicorn against the same N databases, in alternating blocks so that machine noise
-(other jobs on a shared machine included) hits both alike; cold (min_interval 0) then default.
+Both run as `manage.py serve` against the same N databases, in alternating blocks so that machine
+noise (other jobs on a shared machine included) hits both alike; cold (min_interval 0) then
+default. A commit from before `serve` runs as its README ran it, gunicorn with 2 workers x 4
+threads (bench.contenders.start_gunicorn), so such a comparison also measures the change of server.
 """
 
 import argparse
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         password = fleet.pg_role("dbh_ab")
         databases = {
-            name: pg_alias(fleet.primary, name, "dbh_ab", password) for name in fleet.parts
+            name: pg_alias(fleet.parts_server, name, "dbh_ab", password) for name in fleet.parts
         }
         for mode, defaults in (("cold", COLD), ("default", DEFAULT)):
             sides = {
@@ -68,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                         concurrent[name].extend(scrape_concurrently(port, 8, 2))
                 for name, contender in sides.items():
                     seq, conc = sequential[name].summary(), concurrent[name].summary()
-                    rss = contender.usage().rss_bytes / 2**20
+                    pss = contender.usage().pss_bytes / 2**20
                     log(
                         f"{args.aliases} aliases {mode:7} {name:6}: median {seq['median_ms']} ms"
                         f" (p95 {seq['p95_ms']}), 8 scrapers median {conc['median_ms']} ms"
-                        f" (p95 {conc['p95_ms']}), RSS {rss:.0f} MB"
+                        f" (p95 {conc['p95_ms']}), PSS {pss:.0f} MB"
                     )
             finally:
                 for contender in sides.values():

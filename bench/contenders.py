@@ -1,8 +1,9 @@
-"""The processes under test: dbhealth under gunicorn and the two Debian exporters.
+"""The processes under test: dbhealth (`manage.py serve`) and the two Debian exporters.
 
 Each runs on a free loopback port, started from the main thread under a parent-death signal so
-that it never outlives the benchmark. CPU and memory are read from /proc for the whole process
-tree (gunicorn: master and every worker).
+that it never outlives the benchmark. CPU, memory and threads are read from /proc for the whole
+process tree: the serve process has no children, but the tree is measured all the same, so that
+a service that forked (or an older tree under gunicorn: master and every worker) is counted whole.
 """
 
 import os
@@ -32,6 +33,8 @@ class Usage:
     cpu_seconds: float
     rss_bytes: int
     pss_bytes: int
+    threads: int = 0
+    processes: int = 0
 
 
 class Contender:
@@ -83,22 +86,31 @@ class Contender:
         return [self.process.pid, *descendants(self.process.pid)]
 
     def usage(self) -> Usage:
-        cpu = rss = pss = 0
+        cpu = rss = pss = threads = processes = 0
         for pid in self.pids():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
                 rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:
                 continue
+            processes += 1
             # utime and stime are fields 14 and 15 of stat; after the command name: 12 and 13.
             cpu += int(fields[11]) + int(fields[12])
+            # num_threads is field 20; after the command name: 18.
+            threads += int(fields[17])
             for line in rollup.splitlines():
                 key, _, value = line.partition(":")
                 if key == "Rss":
                     rss += int(value.split()[0]) * 1024
                 elif key == "Pss":
                     pss += int(value.split()[0]) * 1024
-        return Usage(cpu_seconds=cpu / CLOCK_TICKS, rss_bytes=rss, pss_bytes=pss)
+        return Usage(
+            cpu_seconds=cpu / CLOCK_TICKS,
+            rss_bytes=rss,
+            pss_bytes=pss,
+            threads=threads,
+            processes=processes,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -141,40 +153,88 @@ def write_config(
     return path
 
 
+def dbhealth_home(
+    name: str, databases: dict[str, dict[str, Any]], defaults: dict[str, Any], workdir: Path
+) -> tuple[Path, dict[str, str]]:
+    """The contender's own directory, TOML config and environment."""
+    home = workdir / name
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = write_config(home / "dbhealth.toml", databases, defaults)
+    env = {
+        **os.environ,
+        "DBHEALTH_CONFIG": str(config),
+        "DBHEALTH_DATA_DIR": str(home),
+        "DBHEALTH_LOG_LEVEL": "WARNING",
+    }
+    # Each tree's manage.py names its own settings module (config.settings before the package
+    # was renamed dbhealth, dbhealth.settings since).
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return home, env
+
+
+def serves_itself(source: Path) -> bool:
+    """Whether the tree has `manage.py serve` (the one-process service), in the package as it
+    is named now (dbhealth) or was (exporter)."""
+    return any(
+        (source / package / "management" / "commands" / "serve.py").exists()
+        for package in ("dbhealth", "exporter")
+    )
+
+
+def wsgi_module(source: Path) -> str:
+    return "dbhealth.wsgi" if (source / "dbhealth" / "wsgi.py").exists() else "config.wsgi"
+
+
 def start_dbhealth(
     name: str,
     databases: dict[str, dict[str, Any]],
     defaults: dict[str, Any],
     workdir: Path,
-    workers: int = 2,
-    threads: int = 4,
     source: Path = REPO,
 ) -> Contender:
-    """gunicorn as the README serves it, with its own config and DBHEALTH_STATE_DIR.
+    """The service as the README runs it: `manage.py serve --bind 127.0.0.1:PORT`, one process,
+    with its own TOML config (`defaults` is its `[dbhealth]` table).
 
-    `source` is the tree whose code it runs (gunicorn imports from its working directory first),
-    so that bench.ab can run an older commit beside the working tree.
+    `source` is the tree whose code it runs (its directory comes first on sys.path), so that
+    bench.ab can run an older commit beside the working tree. A tree from before `serve` is run
+    the way its README ran it, under gunicorn (start_gunicorn).
     """
-    home = workdir / name
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    config = write_config(home / "dbhealth.toml", databases, defaults)
+    if not serves_itself(source):
+        return start_gunicorn(name, databases, defaults, workdir, source)
+    _, env = dbhealth_home(name, databases, defaults, workdir)
     port = free_port()
-    env = {
-        **os.environ,
-        "DBHEALTH_CONFIG": str(config),
-        "DBHEALTH_STATE_DIR": str(home / "state"),
-        "DBHEALTH_DATA_DIR": str(home),
-        "DBHEALTH_LOG_LEVEL": "WARNING",
-    }
+    command = [
+        str(REPO / ".venv" / "bin" / "python"),
+        "manage.py",
+        "serve",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    return Contender(name, command, env, port, workdir, cwd=source)
+
+
+def start_gunicorn(
+    name: str,
+    databases: dict[str, dict[str, Any]],
+    defaults: dict[str, Any],
+    workdir: Path,
+    source: Path = REPO,
+) -> Contender:
+    """The service as it was run before `manage.py serve`: gunicorn with 2 workers x 4 threads
+    and a DBHEALTH_STATE_DIR (ignored by trees that no longer have one). For bench.ab against
+    such a tree, and for bench.slow_clients' comparison."""
+    home, env = dbhealth_home(name, databases, defaults, workdir)
+    env["DBHEALTH_STATE_DIR"] = str(home / "state")
+    port = free_port()
     command = [
         str(REPO / ".venv" / "bin" / "gunicorn"),
-        "config.wsgi",
+        wsgi_module(source),
         "-b",
         f"127.0.0.1:{port}",
         "--workers",
-        str(workers),
+        "2",
         "--threads",
-        str(threads),
+        "4",
         "--timeout",
         "60",
     ]

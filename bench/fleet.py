@@ -4,6 +4,7 @@ Servers come from tests/support (throwaway, loopback-only, killed if we die). Ev
 logs in as its own least-privilege user, so the server-side cost of each can be told apart.
 """
 
+import os
 import sqlite3
 import subprocess
 import threading
@@ -24,9 +25,20 @@ MARIADB_DATABASE = "legacy"
 # watched database (SHOW VIEW, enough for its size query).
 MYSQLD_EXPORTER_GRANTS = ("PROCESS, REPLICATION CLIENT, SELECT ON *.*",)
 DBHEALTH_MARIADB_GRANTS = (*MONITOR_GRANTS, f"SHOW VIEW ON {MARIADB_DATABASE}.*")
-# Every PostgreSQL role gets pg_monitor only; two gunicorn workers keep one connection per alias
-# each, so 200 aliases need 400, and bench.ab runs two such services side by side.
+# Every PostgreSQL role gets pg_monitor only. dbhealth holds at most max_connections_per_server
+# connections to a server (16 by default); the scale phase also runs 200 aliases with a cap of 256,
+# which holds 200, beside pgbench (4) and the benchmark's own short connections: about 210 at most
+# (bench/results records the peak). 1000 leaves room for bench.ab (two services side by side) and
+# for running 1,000 aliases with a cap of at least 1,000 by hand.
 MAX_CONNECTIONS = 1000
+# The scale phase's databases live on a PostgreSQL server of their own whose data directory is on
+# disk, not in /dev/shm like the other servers': 1,000 copies of template1 take about 7 GB.
+SCALE_BASE = Path("/var/tmp/dbhealth-bench")
+SCALE_STATEMENTS_MAX = 20000
+# CREATE DATABASE copies template1 (about 7 MB, with pg_stat_statements, which dbhealth reads per
+# database). FILE_COPY copies its files and logs one WAL record; PostgreSQL 15's default, WAL_LOG,
+# writes every block to the WAL (and a replica replays it): about twice as slow in a trial.
+PART_STRATEGY = "FILE_COPY"
 
 
 @dataclass
@@ -38,19 +50,72 @@ class Fleet:
     mariadb: MariaDBServer
     sqlite_path: Path
     parts: list[str] = field(default_factory=list)
+    scale: PostgresServer | None = None
+
+    @property
+    def parts_server(self) -> PostgresServer:
+        """Where the part databases are: the scale server once started, else the primary."""
+        return self.scale or self.primary
+
+    def start_scale_server(self, base: Path = SCALE_BASE) -> PostgresServer:
+        """A PostgreSQL server (pg_stat_statements, no replica, no workload) for the scale
+        phase, its data directory under `base` on disk."""
+        base.mkdir(mode=0o755, parents=True, exist_ok=True)
+        saved = os.environ.get("DBHEALTH_TEST_TMPDIR")
+        os.environ["DBHEALTH_TEST_TMPDIR"] = str(base)
+        try:
+            self.scale = PostgresServer(max_connections=MAX_CONNECTIONS)
+        finally:
+            if saved is None:
+                del os.environ["DBHEALTH_TEST_TMPDIR"]
+            else:
+                os.environ["DBHEALTH_TEST_TMPDIR"] = saved
+        self.scale.start()
+        # 1,000 databases x dbhealth's few statements each overflow the default 5,000 entries:
+        # evicted entries would take their time out of the measured server time.
+        self.scale.sql(f"ALTER SYSTEM SET pg_stat_statements.max = {SCALE_STATEMENTS_MAX}")
+        self.scale.restart()
+        return self.scale
 
     def create_parts(self, count: int) -> None:
-        """part_001.. on the primary, for the scale run (after the comparison, which would
-        otherwise see postgres_exporter report on every one of them)."""
+        """part_001.. on the parts server, for the scale run (after the comparison and the hung
+        phase, whose postgres_exporter would otherwise report on every one of them)."""
         for index in range(len(self.parts) + 1, count + 1):
-            self.parts.append(f"part_{index:03d}")
-            self.primary.create_database(self.parts[-1])
+            name = f"part_{index:03d}"
+            self.parts_server.sql(f'CREATE DATABASE "{name}" STRATEGY = {PART_STRATEGY}')
+            self.parts.append(name)
 
-    def pg_role(self, name: str) -> str:
-        """A pg_monitor login for one contender; returns its password."""
-        if name not in self.primary.passwords:
-            self.primary.create_role(name)
-        return self.primary.passwords[name]
+    def connections(
+        self, pg_logins: list[str], mariadb_logins: list[str], application_name: str | None = None
+    ) -> dict[str, int]:
+        """Client connections the logins hold now, per server: pg_stat_activity (on PostgreSQL
+        only those with `application_name`, when given) and MariaDB's process list."""
+        held: dict[str, int] = {}
+        if pg_logins:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s)"
+            params: list = [pg_logins]
+            if application_name is not None:
+                query += " AND application_name = %s"
+                params.append(application_name)
+            for label, server in (("primary", self.primary), ("replica", self.replica)):
+                held[label] = int(server.sql(query, params=params)[0][0])
+        if mariadb_logins:
+            placeholders = ", ".join(["%s"] * len(mariadb_logins))
+            rows = self.mariadb.sql(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                f" WHERE USER IN ({placeholders})",
+                params=mariadb_logins,
+            )
+            held["mariadb"] = int(rows[0][0])
+        return held
+
+    def pg_role(self, name: str, server: PostgresServer | None = None) -> str:
+        """A pg_monitor login for one contender (on the primary, whence it replicates, unless
+        another server is given); returns its password."""
+        server = server or self.primary
+        if name not in server.passwords:
+            server.create_role(name)
+        return server.passwords[name]
 
     def mariadb_user(self, name: str, grants: tuple[str, ...] = DBHEALTH_MARIADB_GRANTS) -> str:
         if name not in self.mariadb.passwords:
@@ -58,8 +123,33 @@ class Fleet:
         return self.mariadb.passwords[name]
 
     def close(self) -> None:
+        if self.scale is not None:
+            self._close_scale_server(self.scale)
         for server in (self.replica, self.primary, self.mariadb):
             server.close()
+
+    @staticmethod
+    def _close_scale_server(server: PostgresServer) -> None:
+        """Stop it, then delete its data directory (1,000 databases: about 300,000 files, a
+        minute and a half of `rm`) in a process of its own that outlives the benchmark."""
+        try:
+            server.stop()
+        except Exception:
+            server.kill()
+        doomed = server.tmpdir.with_name(server.tmpdir.name + "-deleting")
+        try:
+            server.tmpdir.rename(doomed)
+        except OSError:
+            pass  # close() below deletes it in place
+        else:
+            subprocess.Popen(
+                ["rm", "-rf", "--one-file-system", str(doomed)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        server.close()
 
 
 def start_fleet(part_count: int, workdir: Path) -> Fleet:

@@ -1,12 +1,12 @@
 """Load and soak: thousands of scrapes from concurrent clients while one database flaps.
 
 Starts its own PostgreSQL, a second PostgreSQL that is stopped and restarted every few seconds,
-MariaDB and a SQLite file (tests/support), and gunicorn with 2 worker processes on a free loopback
-port. Then:
+MariaDB and a SQLite file (tests/support), and the service (`manage.py serve`, one process) on a
+free loopback port. Then:
 
 1. one scraper for a while: probe rounds per second and status-query calls seen by PostgreSQL;
 2. N concurrent scrapers (default 8) for a bounded time and count, the flapping server going down
-   and up throughout: failed responses, RSS and threads of every gunicorn process, and the
+   and up throughout: failed responses, RSS and threads of the service's process tree, and the
    exporter's server-side connections, after warm-up and at the end; rounds per second again.
 
 Prints the figures and writes them to bench/results/load_soak.json. Loopback only.
@@ -16,7 +16,6 @@ Prints the figures and writes them to bench/results/load_soak.json. Loopback onl
 
 import argparse
 import json
-import os
 import sqlite3
 import tempfile
 import threading
@@ -28,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.serving import gunicorn
+from tests.serving import serve
 from tests.support.mariadb import MariaDBServer
 from tests.support.postgres import PostgresServer
 from tests.support.process import descendants
@@ -80,21 +79,10 @@ def scrapers(url: str, clients: int, seconds: float, max_scrapes: int) -> Tally:
     return tally
 
 
-def gunicorn_processes() -> list[int]:
-    found = []
-    for pid in descendants(os.getpid()):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"gunicorn" in command:
-            found.append(pid)
-    return found
-
-
-def process_figures() -> dict[str, int]:
+def process_figures(service: int) -> dict[str, int]:
+    """RSS and threads of the service's process tree (the serve process has no children)."""
     rss_kib = threads = 0
-    pids = gunicorn_processes()
+    pids = [service, *descendants(service)]
     for pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -211,9 +199,10 @@ def main() -> None:
         mariadb.create_database("legacy")
         mariadb.create_user("watcher", grants=WATCHER_GRANTS)
         config = write_config(directory, postgres, flappy, mariadb)
-        env = {"DBHEALTH_CONFIG": str(config), "DBHEALTH_STATE_DIR": str(directory / "state")}
-        served = stack.enter_context(gunicorn("config.wsgi", env, directory / "gunicorn.log", "/"))
+        env = {"DBHEALTH_CONFIG": str(config)}
+        served = stack.enter_context(serve(env, directory / "serve.log", "/"))
         url = served.url + "/metrics"
+        service = served.process.pid
 
         single, single_rates = rates(
             url, postgres, lambda: scrapers(url, 1, args.single, args.max_scrapes)
@@ -222,13 +211,19 @@ def main() -> None:
         flapping = flapper(flappy, args.flap_every, stop)
         try:
             warmup = scrapers(url, args.clients, args.warmup, args.max_scrapes)
-            before = {**process_figures(), "connections": connection_figures(postgres, mariadb)}
+            before = {
+                **process_figures(service),
+                "connections": connection_figures(postgres, mariadb),
+            }
             soak, soak_rates = rates(
                 url,
                 postgres,
                 lambda: scrapers(url, args.clients, args.duration, args.max_scrapes),
             )
-            after = {**process_figures(), "connections": connection_figures(postgres, mariadb)}
+            after = {
+                **process_figures(service),
+                "connections": connection_figures(postgres, mariadb),
+            }
         finally:
             stop.set()
             flapping.join()

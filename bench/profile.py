@@ -1,8 +1,8 @@
-"""Where a dbhealth worker spends its time while scraped: py-spy samples of a live gunicorn worker.
+"""Where the dbhealth service spends its time while scraped: py-spy samples of a live process.
 
     python -m bench.profile --aliases 200 --mode cold --seconds 20
 
-Starts the same servers as bench.compare (no workload), one gunicorn worker watching N databases,
+Starts the same servers as bench.compare (no workload), `manage.py serve` watching N databases,
 scrapes it back to back while py-spy records, then prints the functions with the most samples
 (inclusive and own) and keeps the collapsed stacks in --output (default /tmp/dbhealth-profiles).
 """
@@ -61,15 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         password = fleet.pg_role("dbh_profile")
         databases = {
-            name: pg_alias(fleet.primary, name, "dbh_profile", password) for name in fleet.parts
+            name: pg_alias(fleet.parts_server, name, "dbh_profile", password)
+            for name in fleet.parts
         }
         if args.reference:
             databases = reference_aliases(fleet, "dbh_profile")
         defaults = COLD if args.mode == "cold" else DEFAULT
-        contender = start_dbhealth("dbhealth-profile", databases, defaults, workdir, workers=1)
+        contender = start_dbhealth("dbhealth-profile", databases, defaults, workdir)
         try:
             contender.wait_ready()
             scrape_series(contender.port, 5)
+            # The serve process itself (an older tree under gunicorn: its last worker).
             worker = contender.pids()[-1]
             output = args.output / f"profile-{args.aliases}-{args.mode}{'-gil' * args.gil}.txt"
             args.output.mkdir(parents=True, exist_ok=True)

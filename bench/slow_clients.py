@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.compare import reference_aliases
-from bench.contenders import REPO, Contender, start_dbhealth, write_config
+from bench.contenders import REPO, Contender, start_gunicorn, write_config
 from bench.fleet import start_fleet
 from bench.scrape import Samples, scrape_series
 from tests.serving import SlowClients
@@ -41,10 +41,10 @@ def start_serve(name: str, config: Path | None, workdir: Path) -> Contender:
     port = free_port()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DBHEALTH_DATA_DIR": str(home),
         "DBHEALTH_LOG_LEVEL": "WARNING",
     }
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py's own
     if config is not None:
         env["DBHEALTH_CONFIG"] = str(config)
     command = [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"]
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 aliases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "demo"}}
                 aliases["default"]["NAME"] = str(workdir / "demo.sqlite3")
                 (workdir / "demo.sqlite3").touch()
-            runs.append(("gunicorn", lambda: start_dbhealth("gunicorn", aliases, {}, workdir)))
+            runs.append(("gunicorn", lambda: start_gunicorn("gunicorn", aliases, {}, workdir)))
         for name, start in runs:
             log(f"measuring {name}")
             contender = start()

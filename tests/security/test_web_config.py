@@ -522,18 +522,21 @@ def test_the_cache_is_bounded_and_keeps_no_password() -> None:
     assert all(len(key) == 32 and b"cache-test" not in key for key in users._verified)
 
 
-def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one() -> None:
-    """The time of a refusal does not tell whether the user exists."""
+def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one(monkeypatch) -> None:
+    """The time of a refusal does not tell whether the user exists: an unknown user is checked
+    against a decoy hash of the same cost, exactly once, like a known one."""
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(8)).decode()
     users = BasicAuthUsers({"prometheus": hashed})
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
 
-    def fastest(user: str) -> float:
-        times = []
-        for attempt in range(3):
-            started = time.perf_counter()
-            assert not users.check(user, f"wrong{attempt}")
-            times.append(time.perf_counter() - started)
-        return min(times)
+    def counting(password: bytes, hashed_password: bytes) -> bool:
+        checked.append(hashed_password if isinstance(hashed_password, bytes) else b"")
+        return real_checkpw(password, hashed_password)
 
-    known, unknown = fastest("prometheus"), fastest("nobody")
-    assert unknown > known / 2 and known > unknown / 2, (known, unknown)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    assert not users.check("prometheus", "wrong")
+    assert not users.check("nobody", "wrong")
+    assert len(checked) == 2
+    # Same algorithm and cost ("$2b$08$"), so the same work.
+    assert checked[0][:7] == checked[1][:7] == hashed.encode()[:7]

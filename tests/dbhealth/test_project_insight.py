@@ -112,17 +112,22 @@ def readonly_wrapper(path: Path):
     return wrapper
 
 
+def read_file(path, alias: str, **options):
+    """What a probe reads of the project from the SQLite file at `path`, read-only."""
+    wrapper = readonly_wrapper(path)
+    try:
+        with wrapper.cursor() as cursor:
+            return read_project(wrapper, cursor, alias, LAYOUT, **options)
+    finally:
+        wrapper.close()
+
+
 def test_a_database_without_django_migrations_has_everything_pending(tmp_path):
     path = tmp_path / "legacy.sqlite3"
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE unrelated (id INTEGER)")
     connection.close()
-    wrapper = readonly_wrapper(path)
-    try:
-        with wrapper.cursor() as cursor:
-            reading = read_project(wrapper, cursor, "users_db", LAYOUT)
-    finally:
-        wrapper.close()
+    reading = read_file(path, "users_db")
     assert reading.migrations_pending == 1
     with sqlite3.connect(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
@@ -143,12 +148,7 @@ def test_recorded_migrations_and_present_tables_are_read_on_a_read_only_connecti
         )
         connection.execute("CREATE TABLE CUSTOMERS (id INTEGER)")
     connection.close()
-    wrapper = readonly_wrapper(path)
-    try:
-        with wrapper.cursor() as cursor:
-            reading = read_project(wrapper, cursor, "legacy_db", LAYOUT)
-    finally:
-        wrapper.close()
+    reading = read_file(path, "legacy_db")
     assert reading.migrations_pending == 0
     # SQLite ignores the case of table names, as Django's backend feature flag says.
     assert [(t.app_label, t.model, t.present) for t in reading.unmanaged_tables] == [
@@ -161,12 +161,7 @@ def test_an_alias_that_opted_out_of_migrations_still_reports_its_unmanaged_table
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE unrelated (id INTEGER)")
     connection.close()
-    wrapper = readonly_wrapper(path)
-    try:
-        with wrapper.cursor() as cursor:
-            reading = read_project(wrapper, cursor, "legacy_db", LAYOUT, migrations=False)
-    finally:
-        wrapper.close()
+    reading = read_file(path, "legacy_db", migrations=False)
     # Unknown, not zero: nothing was compared, so the gauge is absent for this alias.
     assert reading.migrations_pending is None
     assert [(t.model, t.present) for t in reading.unmanaged_tables] == [("LegacyCustomer", False)]

@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar
 
 from .binaries import MissingBinaryError
 from .ports import free_port
-from .process import ServerProcess
+from .process import ServerProcess, http_ready
 
 T = TypeVar("T")
 
@@ -107,11 +107,7 @@ class AlertmanagerServer(ServerProcess):
         ]
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:  # URLError, connection refused, 503 while starting
-            return False
+        return http_ready(f"{self.url}/-/ready")
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds (API v2), resolved ones excluded by Alertmanager."""

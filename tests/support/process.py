@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -195,6 +196,15 @@ def _signal(pids: Sequence[int], signum: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
+
+
+def http_ready(url: str) -> bool:
+    """True once `url` answers 200 (Prometheus's and Alertmanager's /-/ready)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:  # URLError, connection refused, 503 while starting
+        return False
 
 
 def wait_until(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import binaries
-from .process import START_TIMEOUT, ServerProcess
+from .process import START_TIMEOUT, ServerProcess, http_ready
 
 T = TypeVar("T")
 
@@ -58,11 +58,7 @@ class PrometheusServer(ServerProcess):
         ]
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:  # URLError, connection refused, 503 while starting
-            return False
+        return http_ready(f"{self.url}/-/ready")
 
     def _api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}"

@@ -2,7 +2,7 @@
 # dbhealth standalone service. Configure with environment variables (DBHEALTH_*) and a TOML file
 # mounted at /etc/dbhealth/dbhealth.toml (see dbhealth/examples/databases.example.toml).
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t dbhealth .
-#   docker run --read-only -p 8000:8000 -v ./dbhealth.toml:/etc/dbhealth/dbhealth.toml:ro dbhealth
+#   docker run --read-only -p 10433:10433 -v ./dbhealth.toml:/etc/dbhealth/dbhealth.toml:ro dbhealth
 #
 # The service writes nothing (no state on disk, no .pyc, no temp files), so it runs with a
 # read-only root filesystem as it is: no tmpfs is needed, not even for /tmp. Only the demo mode
@@ -63,13 +63,13 @@ ENV PYTHONUNBUFFERED=1 \
     DBHEALTH_CONFIG=/etc/dbhealth/dbhealth.toml \
     DBHEALTH_DATA_DIR=/var/lib/dbhealth \
     DBHEALTH_ALLOWED_HOSTS=* \
-    DBHEALTH_BIND=0.0.0.0:8000 \
+    DBHEALTH_BIND=0.0.0.0:10433 \
     DBHEALTH_REVISION=${REVISION}
 
 # Numeric, so that Kubernetes runAsNonRoot can verify it.
 USER 10001:10001
 WORKDIR /var/lib/dbhealth
-EXPOSE 8000
+EXPOSE 10433
 # Liveness only (/livez: the process answers; no token, no database): a down database must not
 # get the exporter restarted. Dropped by Podman/Buildah unless built with --format docker.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \

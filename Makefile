@@ -1,7 +1,7 @@
 # dbhealth: `make run` serves /metrics on the embedded SQLite default; `make test` runs everything;
 # `make bench` compares it with the Debian exporters.
 HOST ?= 127.0.0.1
-PORT ?= 8000
+PORT ?= 10433
 VENV := .venv
 
 .PHONY: run test lint format bench

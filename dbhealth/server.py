@@ -31,7 +31,7 @@ from django.urls import clear_url_caches
 from dbhealth import web_config
 from dbhealth.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
-DEFAULT_BIND = "127.0.0.1:9808"
+DEFAULT_BIND = "127.0.0.1:10433"
 # Longer than Prometheus's default scrape interval (1 m): the connection one scrape used is still
 # open for the next, so the server never closes it just as Prometheus reuses it.
 KEEP_ALIVE_SECONDS = 75

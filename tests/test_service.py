@@ -99,8 +99,8 @@ def test_serves_on_an_ipv6_address(tmp_path):
     ("bind", "reason"),
     [
         ("nonsense", "expected HOST:PORT or [IPV6]:PORT"),
-        ("::1:9808", "write an IPv6 address in brackets"),
-        ("[not-v6]:9808", "'not-v6' is not an IPv6 address"),
+        ("::1:10433", "write an IPv6 address in brackets"),
+        ("[not-v6]:10433", "'not-v6' is not an IPv6 address"),
         ("127.0.0.1:99999", "the port must be a number from 1 to 65535"),
         ("127.0.0.1:http", "the port must be a number from 1 to 65535"),
     ],

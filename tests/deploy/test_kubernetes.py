@@ -548,13 +548,13 @@ def test_the_service_answers_the_kubelet_and_prometheus_as_deployed(tmp_path):
     [endpoint] = one("ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["authorization"]["credentials"] == {"name": "dbhealth-token", "key": "token"}
     with serve(environment, tmp_path / "service.log", "/livez") as served:
-        for host in ("10.244.1.7:8000", "[fd00:10:244::7]:8000"):
+        for host in ("10.244.1.7:10433", "[fd00:10:244::7]:10433"):
             assert served.get("/livez", headers={"Host": host}) == (200, "ok\n")
             assert served.get("/readyz", headers={"Host": host}) == (
                 200,
                 "ok: 3 aliases configured\n",
             )
-        assert served.get("/metrics", headers={"Host": "10.244.1.7:8000"})[0] == 401
+        assert served.get("/metrics", headers={"Host": "10.244.1.7:10433"})[0] == 401
         status, body = served.get("/sd", headers={"Authorization": f"Bearer {token}"})
     assert status == 200
     aliases = {group["labels"]["alias"] for group in json.loads(body)}
@@ -620,4 +620,4 @@ def test_the_sharding_example_uses_the_operators_fields_and_the_documented_hashm
     assert statefulset["spec"]["serviceName"] == headless["metadata"]["name"]
     [sd] = scrape_configs[0]["spec"]["httpSDConfigs"]
     replica = f"{statefulset['metadata']['name']}-0.{headless['metadata']['name']}"
-    assert re.fullmatch(rf"http://{re.escape(replica)}\.[\w.-]+:8000/sd", sd["url"])
+    assert re.fullmatch(rf"http://{re.escape(replica)}\.[\w.-]+:10433/sd", sd["url"])

@@ -131,22 +131,31 @@ def _alias_filter(alias: str) -> _Filter:
     return _Filter(alias=matcher, up=matcher)
 
 
-def alias_uid(alias: str) -> str:
-    """A stable dashboard uid (<= 40 chars of [a-z0-9-]) that is unique per exact alias name.
+# An alias of these characters is its own dashboard's uid after ALIAS_UID_PREFIX, so that an alert's
+# template can compute the link (rules.yml, dashboard_url); Grafana uids are at most 40 characters
+# and compared case-insensitively by some of its databases, hence lower case only.
+ALIAS_UID_PREFIX = "dbhealth-alias-"
+READABLE_ALIAS = re.compile(r"[a-z0-9_-]{1,25}")
+HASHED_UID_PREFIX = "dbhealth-hash-"
 
-    The slug keeps it readable; the hash keeps `users_db` and `users-db` or long aliases with a
-    common prefix apart.
+
+def alias_uid(alias: str) -> str:
+    """The uid of an alias's dashboard: `dbhealth-alias-<alias>` when the alias is short and of
+    lower-case letters, digits, `_` and `-` (most Django aliases), else a readable slug and a hash
+    that keep `Users DB` and `users db`, or long aliases with a common prefix, apart.
     """
+    if READABLE_ALIAS.fullmatch(alias):
+        return ALIAS_UID_PREFIX + alias
     digest = hashlib.sha256(alias.encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9]+", "-", alias.lower()).strip("-")[:22].strip("-")
-    return "-".join(part for part in ("dbhealth", slug, digest) if part)
+    slug = re.sub(r"[^a-z0-9]+", "-", alias.lower()).strip("-")[:17].strip("-")
+    return "-".join(part for part in (HASHED_UID_PREFIX.rstrip("-"), slug, digest) if part)
 
 
 def alias_filename(alias: str) -> str:
     """`alias-<alias>.json`, or the uid's slug and hash when the alias is unsafe as a name."""
     if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", alias):
         return f"alias-{alias}.json"
-    return f"alias-{alias_uid(alias).removeprefix('dbhealth-')}.json"
+    return f"alias-{alias_uid(alias).removeprefix(HASHED_UID_PREFIX)}.json"
 
 
 def build_dashboards(aliases: list[DashboardAlias]) -> dict[str, Json]:

@@ -12,9 +12,9 @@ notification. Both delays are measured and printed (`pytest -s`).
 import re
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from dbhealth.dashboards import OVERVIEW_UID
+from dbhealth.dashboards import alias_uid
 from tests.serving import serve
 from tests.support.alertmanager import Delivery, WebhookReceiver, webhook_config
 
@@ -169,8 +169,8 @@ PASSWORD_FILE = "orders-password"
         assert annotations["runbook_url"] == f"{RUNBOOK_BASE}#dbhealthdatabasedown"
         dashboard = urlsplit(annotations["dashboard_url"])
         assert f"{dashboard.scheme}://{dashboard.netloc}" == GRAFANA_BASE
-        assert dashboard.path == f"/d/{OVERVIEW_UID}"
-        assert parse_qs(dashboard.query) == {"var-alias": [ALIAS]}
+        # The alias's own dashboard, by the uid `dbhealth dashboards` gives it.
+        assert (dashboard.path, dashboard.query) == (f"/d/{alias_uid(ALIAS)}", "")
         assert "refused" in annotations["description"], annotations["description"]
         assert delivery.payload["status"] == "firing"
         assert delivery.payload["groupLabels"] == {"alertname": ALERT, "alias": ALIAS}

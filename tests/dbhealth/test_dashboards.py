@@ -38,7 +38,9 @@ REFERENCE = [
     DashboardAlias("cache_db", "sqlite", replica=False),
 ]
 BY_FILE = {f"alias-{a.alias}.json": a for a in REFERENCE}
-UID = re.compile(r"[a-z0-9-]{1,40}")
+# Grafana's rule for a uid (util.IsValidShortUID, MaxUIDLength), in lower case: some of the
+# databases Grafana stores dashboards in compare uids case-insensitively.
+UID = re.compile(r"[a-z0-9_-]{1,40}")
 UNITS = {"s", "bytes", "percentunit", "short"}
 REQUIRED_KEYS = {
     "__inputs",
@@ -114,7 +116,9 @@ def test_any_alias_gets_a_valid_uid(alias: str) -> None:
 def test_similar_or_long_aliases_get_distinct_uids() -> None:
     long_prefix = "reporting_warehouse_replica_"
     aliases = ["users_db", "users-db", "Users_DB", f"{long_prefix}1", f"{long_prefix}2", "ß", "∂"]
-    assert len({alias_uid(alias) for alias in aliases}) == len(aliases)
+    aliases += ["overview", "hash-x", "a b", "a-b"]
+    uids = {alias_uid(alias) for alias in aliases} | {OVERVIEW_UID}
+    assert len(uids) == len(aliases) + 1
     assert alias_uid("users_db") == alias_uid("users_db")
 
 

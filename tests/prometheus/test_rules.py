@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dbhealth.dashboards import OVERVIEW_UID, DashboardAlias, build_dashboards
+from dbhealth.dashboards import (
+    ALIAS_UID_PREFIX,
+    OVERVIEW_UID,
+    READABLE_ALIAS,
+    DashboardAlias,
+    alias_uid,
+    build_dashboards,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "dbhealth" / "prometheus" / "rules.yml"
@@ -156,14 +163,33 @@ def test_alert_links_its_runbook_section(rule: dict) -> None:
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_alert_links_the_dashboard_of_its_alias(rule: dict) -> None:
-    """dashboard_url opens the overview dashboard (its uid, under the Grafana base set once in
-    dbhealth:links) with the alert's alias selected through the overview's `alias` variable."""
+    """dashboard_url opens, under the Grafana base set once in dbhealth:links, the dashboard that
+    `dbhealth dashboards` generates for the alert's alias: by its uid when the template can
+    compute it (the same pattern and prefix as alias_uid), else the overview with the alias
+    selected through its `alias` variable. promtool renders both (rules_test.yml)."""
     url = rule["annotations"]["dashboard_url"]
     assert LINKS in url and "http" not in url, url
-    assert f"/d/{OVERVIEW_UID}" in url
+    readable = (
+        f'/d/{{{{ if match "^{READABLE_ALIAS.pattern}$" $labels.alias }}}}'
+        f"{ALIAS_UID_PREFIX}{{{{ $labels.alias }}}}{{{{ else }}}}{OVERVIEW_UID}"
+    )
+    assert readable in url, url
     if rule["alert"] not in ALERTS_WITHOUT_ALIAS:
-        assert "?var-alias={{ $labels.alias | urlquery }}" in url
-    overview = build_dashboards([DashboardAlias("default", "postgresql", False)])["overview.json"]
+        assert url.endswith("?var-alias={{ $labels.alias | urlquery }}{{ end }}"), url
+
+
+@pytest.mark.parametrize(
+    "alias", ["default", "users_db", "read-replica-2", "Users", "a b", "x" * 26]
+)
+def test_the_uid_an_alert_computes_is_the_dashboards(alias: str) -> None:
+    files = build_dashboards([DashboardAlias(alias, "postgresql", False)])
+    uids = {dashboard["uid"] for dashboard in files.values()}
+    assert alias_uid(alias) in uids
+    if re.fullmatch(READABLE_ALIAS.pattern, alias):
+        assert alias_uid(alias) == ALIAS_UID_PREFIX + alias
+    else:
+        assert not alias_uid(alias).startswith(ALIAS_UID_PREFIX)
+    overview = files["overview.json"]
     assert overview["uid"] == OVERVIEW_UID
     assert "alias" in {variable["name"] for variable in overview["templating"]["list"]}
 

@@ -12,8 +12,6 @@ class ExporterConfig(AppConfig):
         from django.core.signals import setting_changed
 
         from dbhealth import checks, project_checks  # noqa: F401  (register the system checks)
-        from dbhealth.demo import ensure_demo_databases
         from dbhealth.probe_service import forget_configuration
 
         setting_changed.connect(forget_configuration, dispatch_uid="dbhealth-settings")
-        ensure_demo_databases()

@@ -1,7 +1,9 @@
 """The demo SQLite database that lets the service run on a bare machine.
 
-Only the standalone service's own demo alias is ever created, at start-up and never by a probe:
-a probe that finds a configured SQLite file missing reports the alias down.
+Only the standalone service's own demo alias is ever created, when the probe service is built
+(the first scrape, `dbhealth probe`), never by a probe: a probe that finds a configured SQLite
+file missing reports the alias down. Commands that do not probe (check, dashboards, rules,
+migrate, --version) write nothing.
 """
 
 import sqlite3

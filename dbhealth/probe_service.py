@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from dbhealth.demo import ensure_demo_databases
 from dbhealth.prober import AliasProber, Progress
 from dbhealth.probes import PROBES, VendorProbe
 from dbhealth.project_insight import project_layout
@@ -611,6 +612,7 @@ def probe_service() -> ProbeService:
     with _service_lock:
         if _service is None or _service_pid != os.getpid():
             # A forked child must not touch connections inherited from its parent: drop them.
+            ensure_demo_databases()
             _service = ProbeService(load_targets(), service_options())
             _service_pid = os.getpid()
         return _service

@@ -47,6 +47,24 @@ def test_rules_writes_what_the_package_ships(tmp_path):
     assert (out / "prometheus.yml").exists() and (out / "dbhealth.example.toml").exists()
 
 
+def test_commands_that_do_not_probe_write_no_demo_database(tmp_path):
+    """Without a configuration file only probing creates the demo database: asking for the
+    version, the rules, the dashboards or the system checks leaves the data directory alone."""
+    data = tmp_path / "data"
+    env = {"DBHEALTH_DATA_DIR": str(data)}
+    for arguments in (
+        ["--version"],
+        ["rules", "--out", str(tmp_path / "rules")],
+        ["dashboards", "--out", str(tmp_path / "dashboards")],
+        ["check"],
+    ):
+        result = run(*arguments, cwd=tmp_path, env=env)
+        assert result.returncode == 0, (arguments, result.stderr)
+    assert not data.exists()
+    assert run("probe", "--json", cwd=tmp_path, env=env).returncode == 0
+    assert (data / "demo.sqlite3").exists()
+
+
 def test_an_unknown_command_is_one_line(tmp_path):
     result = run("frobnicate", cwd=tmp_path)
     assert result.returncode == 1

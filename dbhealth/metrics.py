@@ -390,16 +390,17 @@ class HealthFamilies:
             self.integrity_checked.add_metric([alias], state.integrity_checked)
 
 
-def reload_families(successful: bool, last_success: float) -> list[Metric]:
-    """Prometheus's own names for the state of the last configuration reload."""
+def reload_families(subject: str, what: str, successful: bool, last_success: float) -> list[Metric]:
+    """Prometheus's own names for the state of the last reload of a file, under
+    dbhealth_<subject>_ (config: the TOML file; web_config: DBHEALTH_WEB_CONFIG_FILE)."""
     ok = gauge(
-        "dbhealth_config_last_reload_successful",
-        "1 if the last reload of the configuration file succeeded (or none was asked for).",
+        f"dbhealth_{subject}_last_reload_successful",
+        f"1 if the last reload of {what} succeeded (or none was needed).",
     )
     ok.add_metric([], 1 if successful else 0)
     when = gauge(
-        "dbhealth_config_last_reload_success_timestamp_seconds",
-        "When the configuration in use was loaded.",
+        f"dbhealth_{subject}_last_reload_success_timestamp_seconds",
+        f"When the {what.removeprefix('the ')} in use was loaded.",
     )
     when.add_metric([], last_success)
     return [ok, when]

@@ -11,9 +11,10 @@ own (ThreadSensitiveContext per request). uvicorn also speaks TLS.
 
 TLS, basic auth users and response headers come from DBHEALTH_WEB_CONFIG_FILE, the Prometheus
 exporter-toolkit's web configuration format (dbhealth/web_config.py). The file is read and every
-certificate loaded before anything is bound; uvicorn gets the finished ssl.SSLContext through
-Config's ssl_context_factory (uvicorn 0.47+), since its own ssl_* options have no minimum or
-maximum TLS version.
+certificate loaded before anything is bound; uvicorn gets an ssl.SSLContext through Config's
+ssl_context_factory (uvicorn 0.47+), since its own ssl_* options have no minimum or maximum TLS
+version: web_config.ReloadingContext, which gives each new connection the context of the file
+as it is now (the file and its certificates are re-read when they change).
 
 Embedded in a host project (`python -m django serve` with the host's settings, `exporter` in its
 INSTALLED_APPS), this process serves dbhealth's own URLconf and middleware, not the host's: it
@@ -29,6 +30,8 @@ from django.conf import settings
 from django.urls import clear_url_caches
 
 from dbhealth import web_config
+from dbhealth.environment import env_seconds
+from dbhealth.http_protocol import REQUEST_HEAD_TIMEOUT_SECONDS, with_head_timeout
 from dbhealth.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 DEFAULT_BIND = "127.0.0.1:10433"
@@ -38,8 +41,10 @@ KEEP_ALIVE_SECONDS = 75
 # Request heads larger than these never reach Django (see RequestHeadLimit).
 MAX_REQUEST_TARGET_BYTES = 4 * 1024
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
-# uvicorn answers 503 beyond this many open connections; idle ones count too, so it is generous.
+# uvicorn answers 503 beyond this many open connections; idle ones count too, so it is generous,
+# and a connection that does not send a whole request head in time is closed (http_protocol).
 MAX_CONNECTIONS = 1000
+HEAD_TIMEOUT_SETTING = "DBHEALTH_REQUEST_HEAD_TIMEOUT"
 # On SIGTERM, requests in flight get this long to finish (a scrape ends within its budget).
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
@@ -107,23 +112,33 @@ class RequestHeadLimit:
 
 class ResponseHeaders:
     """ASGI middleware: set the web configuration's headers (http_server_config.headers) on every
-    response, replacing any of the same name, as the toolkit's Header().Set does."""
+    response, replacing any of the same name, as the toolkit's Header().Set does. They are those
+    of the file as it is when the request starts (web_config re-reads it when it changes)."""
 
-    def __init__(self, app, headers: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, app) -> None:
         self.app = app
-        self.headers = [(name.encode(), value.encode()) for name, value in headers]
-        self.names = {name.lower() for name, _ in self.headers}
+        self._source: tuple[tuple[str, str], ...] = ()
+        self._encoded: tuple[list[tuple[bytes, bytes]], set[bytes]] = ([], set())
+
+    def current(self) -> tuple[list[tuple[bytes, bytes]], set[bytes]]:
+        """The headers, encoded, and their lower-case names (encoded again only on a change)."""
+        headers = web_config.active_headers()
+        if headers is not self._source:  # runs on the event loop only: no lock needed
+            encoded = [(name.encode(), value.encode()) for name, value in headers]
+            self._source, self._encoded = headers, (encoded, {name.lower() for name, _ in encoded})
+        return self._encoded
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        headers, names = self.current()
+        if not headers:
+            return await self.app(scope, receive, send)
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
-                kept = [
-                    (n, v) for n, v in message.get("headers", []) if n.lower() not in self.names
-                ]
-                message = {**message, "headers": kept + self.headers}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = {**message, "headers": kept + headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -146,11 +161,12 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
     from django.core.asgi import get_asgi_application
 
     web = web_config.configured_web_config()
+    head_timeout = env_seconds(HEAD_TIMEOUT_SETTING, default=REQUEST_HEAD_TIMEOUT_SECONDS)
     apply_service_settings()
     web_config.activate(web)
     application = RequestHeadLimit(get_asgi_application())
-    if web is not None and web.headers:
-        application = ResponseHeaders(application, web.headers)
+    if web is not None:  # headers may come with a later version of the file
+        application = ResponseHeaders(application)
     tls = web.tls if web is not None else None
     if web is not None:
         logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
@@ -165,7 +181,7 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         host=host,
         port=port,
         loop="asyncio",
-        http="h11",
+        http=with_head_timeout(head_timeout),
         ws="none",
         lifespan="off",
         interface="asgi3",
@@ -177,7 +193,7 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,
         access_log=access_log,
-        ssl_context_factory=None if tls is None else prebuilt_context(tls),
+        ssl_context_factory=None if tls is None else prebuilt_context(web_config.serving_context()),
     )
     return uvicorn.Server(config)
 

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 from prometheus_client import REGISTRY
 
-from dbhealth import reload
+from dbhealth import reload, web_config
 from dbhealth.exposition import encode
 from dbhealth.metrics import StateCollector, reload_families
 from dbhealth.middleware import View, token_required
@@ -74,8 +74,25 @@ def metrics(request: HttpRequest) -> HttpResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
     sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
     if reload.config_file() is not None:
+        status = reload.status
         sources.append(
-            Families(reload_families(reload.status.successful, reload.status.last_success))
+            Families(
+                reload_families(
+                    "config", "the configuration file", status.successful, status.last_success
+                )
+            )
+        )
+    live = web_config.active()
+    if live is not None:
+        sources.append(
+            Families(
+                reload_families(
+                    "web_config",
+                    "the web configuration file",
+                    live.successful,
+                    live.last_success,
+                )
+            )
         )
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
         sources.append(REGISTRY)

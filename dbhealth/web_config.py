@@ -1,10 +1,33 @@
 """DBHEALTH_WEB_CONFIG_FILE: TLS and basic auth for the dbhealth service, in the format of the
 Prometheus exporter-toolkit web configuration file (what Go exporters read with --web.config.file).
 
-The file is read once, when `manage.py serve` starts (unlike the toolkit, which re-reads it on
-every request and connection: restart the service to pick up a new certificate or user). A
-problem stops start-up with one line naming the file, and `manage.py check` reports it
-(dbhealth.E004). Relative paths in it are relative to the file's directory, as in the toolkit.
+The file is read when `manage.py serve` starts: a problem then stops start-up with one line naming
+the file, and `manage.py check` reports it (dbhealth.E004). Relative paths in it are relative to
+the file's directory, as in the toolkit.
+
+While the service runs, the file and the files it names (cert_file, key_file, client_ca_file) are
+re-read when they change, as the toolkit re-reads them for every connection and request, without
+restarts (LiveWebConfig): at most once a second, on a request or a new connection, they are
+stat()ed (no read; symlinks followed, so a Kubernetes Secret volume's swap of its `..data` link
+shows), and loaded again only when one has changed (inode, size, mtime or ctime).
+- TLS: each new connection gets the context of the file as it is then (ReloadingContext), with
+  everything in tls_server_config: certificate, key, client CA, client_auth_type, versions,
+  cipher suites. Connections already open keep their session; a session from before a change is
+  never resumed under the new context (each context has its own session cache and ticket keys),
+  so a new client CA applies to every new handshake.
+- basic_auth_users and http_server_config.headers: each new request gets the file's, also on a
+  connection opened before. A password verified before stays cached only while its user's hash
+  is unchanged.
+- A changed file that cannot be used (anything that would stop start-up) keeps the last good
+  configuration serving and is logged in one line naming the file and the problem, once, until
+  the files change again; a good one again is logged in one line too. (The toolkit instead
+  fails handshakes and answers 500 while its file is broken.) Turning TLS on or off needs a
+  restart, since the port is either TLS or plain HTTP: such a file is refused the same way.
+- Files are best replaced by renaming a new one over the old (as Kubernetes, cert-manager and
+  most tools do). Written in place, a certificate and then its key is fine (a load failing on
+  files changed within the last second is logged only if the next check finds them unchanged),
+  but a rewrite in place that keeps the size within one tick of the filesystem's clock (a few
+  ms) leaves no trace in stat() and is not seen.
 
 It applies only to the service `serve` runs. A host project that includes dbhealth.urls serves
 them over its own HTTP server, which this file cannot configure: there the token settings
@@ -52,13 +75,16 @@ rate_limit (a newer toolkit section) is refused: dbhealth has no rate limiter.
 Unknown keys and repeated keys are refused, as the toolkit's strict YAML decoding does.
 """
 
+import dataclasses
 import functools
 import hmac
+import logging
 import os
 import re
 import secrets
 import ssl
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -67,6 +93,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 SETTING = "DBHEALTH_WEB_CONFIG_FILE"
 
@@ -141,9 +169,10 @@ class BasicAuthUsers:
 
     A bcrypt check costs what the hash's cost says: 80 ms of CPU at cost 10 and 320 ms at cost 12
     on the test machine (the toolkit's docs say ~70 ms at 10), more while the machine is busy.
-    Prometheus sends the same credentials on every scrape, so like the toolkit this caches, for
-    the process's lifetime, the (user, password) pairs that passed: a scrape then pays an HMAC
-    and a dictionary look-up. Unlike the toolkit, only successes are cached, so a flood of wrong
+    Prometheus sends the same credentials on every scrape, so like the toolkit this caches the
+    (user, password) pairs that passed, for as long as the users and their hashes stay the same
+    (a reload of the file with other users starts afresh): a scrape then pays an HMAC and a
+    dictionary look-up. Unlike the toolkit, only successes are cached, so a flood of wrong
     passwords cannot push the real ones out. The key is an HMAC-SHA256 of user and password
     under a key made at start-up, so the cache holds no password and no fast hash of one that
     could be tested offline without that key. It is bounded (CACHE_SIZE pairs, least recently
@@ -173,6 +202,10 @@ class BasicAuthUsers:
 
     def __len__(self) -> int:
         return len(self._hashes)
+
+    def same_users(self, other: "BasicAuthUsers") -> bool:
+        """The same users with the same hashes (so the same passwords pass)."""
+        return self._hashes == other._hashes
 
     def check(self, user: str, password: str) -> bool:
         """True when `password` is the password of `user`."""
@@ -219,6 +252,8 @@ class WebConfig:
     # What is honoured differently than a Go exporter would: `check` shows these as warnings.
     notes: tuple[str, ...] = ()
     summary: str = ""
+    # Every file read, with its FileState from just before it was read: any change since shows.
+    files: tuple[tuple[Path, tuple], ...] = ()
 
 
 def configured_path() -> str:
@@ -241,15 +276,19 @@ def configured_web_config() -> WebConfig | None:
         raise ImproperlyConfigured(f"{SETTING} {path}: {exc}") from None
 
 
-def load_web_config(path: Path) -> WebConfig:
-    """Parse and apply `path`: every certificate is loaded here, so a bad one is found now."""
-    document = _read_yaml(path)
+def load_web_config(path: Path, files: list | None = None) -> WebConfig:
+    """Parse and apply `path`: every certificate is loaded here, so a bad one is found now.
+
+    `files` collects (path, file_state(path)) of every file read, each taken before the read,
+    also when a Problem ends the load: a change to any of them is what calls for another try."""
+    files = [] if files is None else files
+    document = _read_yaml(path, files)
     if not isinstance(document, dict):
         raise Problem(f"expected a mapping of {', '.join(TOP_KEYS)}, not {_kind(document)}")
     _known_keys(document, TOP_KEYS, "")
     base = path.parent
     notes: list[str] = []
-    tls, tls_summary = _tls(_section(document, "tls_server_config"), base, notes)
+    tls, tls_summary = _tls(_section(document, "tls_server_config"), base, notes, files)
     headers = _http(_section(document, "http_server_config"), notes)
     users = _users(document.get("basic_auth_users"))
     summary = ", ".join(
@@ -261,26 +300,170 @@ def load_web_config(path: Path) -> WebConfig:
         )
         if part
     )
-    return WebConfig(path, tls, users, headers, tuple(notes), summary)
+    return WebConfig(path, tls, users, headers, tuple(notes), summary, tuple(files))
+
+
+def file_state(path: Path) -> tuple:
+    """What tells a changed file without reading it: os.stat, following symlinks (a Kubernetes
+    Secret volume swaps the `..data` link its files point through, so their target is new), or
+    the error for a file that cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return ("error", exc.errno)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class LiveWebConfig:
+    """The web configuration in use, re-read when the file or a file it names changes.
+
+    current() is called for every request and every new TLS connection. At most once every
+    CHECK_INTERVAL seconds it stats the files the last load read (file_state: no read); only when
+    one has changed is the file loaded again. A good file replaces the configuration in use and
+    is logged in one line; one that cannot be used (or that would turn TLS on or off, which only
+    a restart can) keeps the last good configuration and is logged in one line, once, until the
+    files change again. A load that fails while the files are fresh (changed within
+    SETTLE_SECONDS) is not logged until the next check finds them unchanged, so writing a
+    certificate and then its key logs nothing when the pair is complete by then.
+
+    Checks never wait for one another: a caller that finds another check running gets the
+    configuration in use, so the event loop never waits for a thread's load.
+    """
+
+    CHECK_INTERVAL = 1.0
+    SETTLE_SECONDS = 1.0
+
+    def __init__(self, config: WebConfig) -> None:
+        self.path = config.path
+        self.config = config
+        self.successful = True  # the last load succeeded (or none was needed)
+        self.last_success = time.time()  # wall clock: when the configuration in use was loaded
+        self._files = config.files
+        self._pending = ""  # the problem of a load that failed while the files were fresh
+        self._logged = ""  # the problem last logged, while not successful
+        self._next_check = time.monotonic() + self.CHECK_INTERVAL
+        self._checking = threading.Lock()
+
+    def current(self) -> WebConfig:
+        if time.monotonic() < self._next_check or not self._checking.acquire(blocking=False):
+            return self.config
+        try:
+            self._next_check = time.monotonic() + self.CHECK_INTERVAL
+            if self.changed():
+                self._reload()
+            elif self._pending:  # unchanged since a load failed on fresh files: it stands
+                self._failed(self._pending)
+        finally:
+            self._checking.release()
+        return self.config
+
+    def changed(self) -> bool:
+        """True when a file the last load read is not what it was then (stats only)."""
+        return any(file_state(path) != state for path, state in self._files)
+
+    def _reload(self) -> None:
+        files: list = []
+        try:
+            config = load_web_config(self.path, files)
+            if (config.tls is None) != (self.config.tls is None):
+                raise Problem(
+                    "TLS cannot be turned "
+                    + ("off" if config.tls is None else "on")
+                    + " while dbhealth runs (its port is either TLS or plain HTTP): restart it "
+                    "to apply this file"
+                )
+        except Exception as exc:  # never let a load stop a request or a handshake
+            self._files = tuple(files)
+            problem = str(exc) if isinstance(exc, Problem) else f"{type(exc).__name__}: {exc}"
+            newest = max((state[4] for _, state in files if len(state) == 5), default=0)
+            if time.time_ns() - newest < self.SETTLE_SECONDS * 1e9:
+                self._pending = problem  # perhaps still being written: the next check decides
+            else:
+                self._failed(problem)
+            return
+        old_users, new_users = self.config.users, config.users
+        if old_users is not None and new_users is not None and old_users.same_users(new_users):
+            config = dataclasses.replace(config, users=old_users)  # keeps its verified cache
+        self.config, self._files, self._pending, self._logged = config, config.files, "", ""
+        self.successful, self.last_success = True, time.time()
+        logger.info("%s %s reloaded: %s", SETTING, self.path, config.summary)
+
+    def _failed(self, problem: str) -> None:
+        self._pending = ""
+        if self.successful or problem != self._logged:
+            logger.error(
+                "%s %s not reloaded, the last good configuration stays in use: %s",
+                SETTING,
+                self.path,
+                problem,
+            )
+        self.successful, self._logged = False, problem
+
+
+class ReloadingContext(ssl.SSLContext):
+    """The SSLContext the server listens with: every new connection gets an SSL object of the
+    current configuration's context (asyncio makes one per connection with wrap_bio), so its
+    certificate, key, client CA, client_auth_type, versions and cipher suites all apply to that
+    connection's handshake, and connections already open keep theirs.
+
+    (An sni_callback could swap only part of that: OpenSSL's SSL_set_SSL_CTX changes the
+    certificate, key and CA store but keeps the first context's verify mode, versions and
+    ciphers. It is called without SNI too, with server_name None.)"""
+
+    def __new__(cls, live: LiveWebConfig) -> "ReloadingContext":
+        context = super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+        context.live = live
+        return context
+
+    def __init__(self, live: LiveWebConfig) -> None:
+        pass
+
+    def _current(self) -> ssl.SSLContext:
+        tls = self.live.current().tls
+        assert tls is not None  # a file turning TLS off is refused
+        return tls
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        return self._current().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def wrap_socket(self, sock, *args, **kwargs):
+        return self._current().wrap_socket(sock, *args, **kwargs)
 
 
 # The web configuration of the service this process runs (set by dbhealth.server.build_server);
 # None in a host's web workers, where dbhealth.urls is included and the host serves HTTP.
-_active: WebConfig | None = None
+_active: LiveWebConfig | None = None
 
 
 def activate(config: WebConfig | None) -> None:
     global _active
-    _active = config
+    _active = LiveWebConfig(config) if config is not None else None
+
+
+def active() -> LiveWebConfig | None:
+    """The service's web configuration and the state of its reloads (successful,
+    last_success), None for none."""
+    return _active
 
 
 def active_users() -> BasicAuthUsers | None:
-    return _active.users if _active is not None else None
+    return _active.current().users if _active is not None else None
 
 
-def _read_yaml(path: Path):
+def active_headers() -> tuple[tuple[str, str], ...]:
+    return _active.current().headers if _active is not None else ()
+
+
+def serving_context() -> ReloadingContext:
+    """The context to listen with when the active configuration has TLS (see ReloadingContext)."""
+    assert _active is not None and _active.config.tls is not None
+    return ReloadingContext(_active)
+
+
+def _read_yaml(path: Path, files: list):
     import yaml
 
+    files.append((path, file_state(path)))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -362,12 +545,13 @@ def _string(section: dict, key: str, where: str) -> str:
     return value
 
 
-def _file(section: dict, key: str, base: Path) -> tuple[Path | None, bytes]:
+def _file(section: dict, key: str, base: Path, files: list) -> tuple[Path | None, bytes]:
     """The file `key` names (relative to the web config's directory) and its content."""
     name = _string(section, key, "tls_server_config")
     if not name:
         return None, b""
     path = base / name  # an absolute name stays as it is
+    files.append((path, file_state(path)))
     try:
         return path, path.read_bytes()
     except OSError as exc:
@@ -376,12 +560,14 @@ def _file(section: dict, key: str, base: Path) -> tuple[Path | None, bytes]:
         ) from None
 
 
-def _tls(section: dict, base: Path, notes: list[str]) -> tuple[ssl.SSLContext | None, str]:
+def _tls(
+    section: dict, base: Path, notes: list[str], files: list
+) -> tuple[ssl.SSLContext | None, str]:
     _known_keys(section, TLS_KEYS, "tls_server_config.")
     if not section:
         return None, ""
-    cert_path, cert_pem = _file(section, "cert_file", base)
-    key_path, key_pem = _file(section, "key_file", base)
+    cert_path, cert_pem = _file(section, "cert_file", base, files)
+    key_path, key_pem = _file(section, "key_file", base, files)
     for missing, given in (("cert_file", cert_path), ("key_file", key_path)):
         if given is None:
             raise Problem(
@@ -433,7 +619,7 @@ def _tls(section: dict, base: Path, notes: list[str]) -> tuple[ssl.SSLContext | 
             f"tls_server_config.client_auth_type {auth_type!r} is not one of "
             f"{', '.join(name for name in CLIENT_AUTH if name != 'RequireClientCert')}"
         )
-    ca_path, ca_pem = _file(section, "client_ca_file", base)
+    ca_path, ca_pem = _file(section, "client_ca_file", base, files)
     ca_text = _string(section, "client_ca", "tls_server_config")
     if ca_path is not None and ca_text:
         raise Problem("tls_server_config: give client_ca_file or client_ca, not both")

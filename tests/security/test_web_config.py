@@ -7,6 +7,8 @@ bcrypt package, as `htpasswd -nBC 10` would make them.
 """
 
 import base64
+import http.client
+import os
 import shutil
 import socket
 import ssl
@@ -18,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import bcrypt
 import pytest
@@ -540,3 +543,268 @@ def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one(monkeypatch) -> N
     assert len(checked) == 2
     # Same algorithm and cost ("$2b$08$"), so the same work.
     assert checked[0][:7] == checked[1][:7] == hashed.encode()[:7]
+
+
+# --- (6) changes while running -------------------------------------------------------------------
+# The file and the files it names are re-read when they change (at most once a second, on a
+# request or a new connection): new connections and requests get the new configuration, open
+# connections keep their TLS session, a file that cannot be used keeps the last good one.
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str) -> T:
+    give_up_at = time.monotonic() + WAIT
+    while not (result := check()):
+        if time.monotonic() > give_up_at:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+def der(cert: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+def peer_certificate(address: str, context: ssl.SSLContext, sni: str | None) -> bytes:
+    """The certificate a new connection is shown; `sni` None sends no server name (nor does
+    "127.0.0.1": Python sends no SNI for an IP address)."""
+    host, port = address.rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        return tls.getpeercert(binary_form=True)
+
+
+def no_sni_client(pki: PKI) -> ssl.SSLContext:
+    context = pki.client()
+    context.check_hostname = False  # still verified against the test CA
+    return context
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` as editors and config management do: a new file renamed over the old."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def log_lines(served: Served, text: str) -> list[str]:
+    return [line for line in served.log.read_text().splitlines() if text in line]
+
+
+@pytest.fixture(scope="module")
+def next_server(pki) -> tuple[Path, Path]:
+    """The service's next certificate and key, from the same CA (what a renewal brings)."""
+    directory = pki.directory / "next"
+    directory.mkdir()
+    ca = (pki.ca, pki.directory / "dbhealth-test-ca.key")
+    return make_leaf(directory, "server", ca, "IP:127.0.0.1,DNS:localhost", "serverAuth")
+
+
+def secret_volume(directory: Path, files: dict[str, bytes], version: int) -> None:
+    """Lay out (version 1) or update `files` as the kubelet does for a Secret volume: the files
+    are in a directory of their own, `..data` links to it, and each name links through `..data`;
+    an update writes a new directory and renames a new `..data` link over the old one."""
+    target = directory / f"..2024_01_0{version}"
+    target.mkdir()
+    for name, content in files.items():
+        (target / name).write_bytes(content)
+    link = directory / "..data_tmp"
+    link.symlink_to(target.name)
+    os.replace(link, directory / "..data")
+    if version == 1:
+        for name in files:
+            (directory / name).symlink_to(f"..data/{name}")
+    else:
+        shutil.rmtree(directory / f"..2024_01_0{version - 1}")
+
+
+@pytest.mark.parametrize("how", ["in-place", "secret-volume"])
+def test_a_renewed_certificate_is_served_to_new_connections(pki, next_server, tmp_path, how):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    text = "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n"
+    old = {"tls.crt": pki.server_cert.read_bytes(), "tls.key": pki.server_key.read_bytes()}
+    new = {"tls.crt": next_server[0].read_bytes(), "tls.key": next_server[1].read_bytes()}
+    if how == "in-place":
+        for name, content in old.items():
+            (volume / name).write_bytes(content)
+        config = web_config(volume, text)
+    else:  # the web config file in the volume too, as with a Secret holding all three
+        secret_volume(volume, {**old, "web.yml": text.encode()}, 1)
+        config = volume / "web.yml"
+    env = service_env(tmp_path, config)
+    with serve(env, tmp_path / "service.log", "/livez", ssl_context=pki.client()) as served:
+        host, port = served.address.rsplit(":", 1)
+        open_connection = http.client.HTTPSConnection(host, int(port), context=pki.client())
+        open_connection.request("GET", "/livez")
+        assert open_connection.getresponse().read()
+        tls_socket = open_connection.sock
+        assert tls_socket.getpeercert(binary_form=True) == der(pki.server_cert)
+        assert peer_certificate(served.address, no_sni_client(pki), None) == der(pki.server_cert)
+
+        if how == "in-place":  # the certificate, then the key: briefly a pair that does not match
+            for name, content in new.items():
+                (volume / name).write_bytes(content)
+        else:
+            secret_volume(volume, {**new, "web.yml": text.encode()}, 2)
+
+        # Without SNI (by IP address, or none at all), and with it.
+        wait_for(
+            lambda: (
+                peer_certificate(served.address, no_sni_client(pki), None) == der(next_server[0])
+            ),
+            "the renewed certificate",
+        )
+        assert peer_certificate(served.address, pki.client(), "localhost") == der(next_server[0])
+        assert https_get(served.address, pki.client(), "/metrics") == 200
+
+        # The connection open since before keeps its session and is still served.
+        open_connection.request("GET", "/livez")
+        reply = open_connection.getresponse()
+        assert reply.status == 200 and reply.read()
+        assert open_connection.sock is tls_socket
+        assert tls_socket.getpeercert(binary_form=True) == der(pki.server_cert)
+        open_connection.close()
+
+        assert len(log_lines(served, f"DBHEALTH_WEB_CONFIG_FILE {config} reloaded: TLS")) == 1
+        # The key written a moment after the certificate is no problem worth a line.
+        assert log_lines(served, "not reloaded") == []
+
+
+def test_users_and_headers_follow_the_file(tmp_path) -> None:
+    other_password = "another-scrape-password"
+    other_hash = bcrypt.hashpw(other_password.encode(), bcrypt.gensalt(4)).decode()
+    config = web_config(tmp_path, f'basic_auth_users:\n  prometheus: "{HASH}"\n')
+    env = service_env(tmp_path, config)
+    with serve(env, tmp_path / "service.log", "/livez") as served:
+        prometheus, grafana = basic("prometheus", PASSWORD), basic("grafana", other_password)
+        assert served.get("/metrics", headers=prometheus)[0] == 200
+        assert served.get("/metrics", headers=grafana)[0] == 401
+
+        # A user added, with a header; written in place (briefly empty, then complete).
+        config.write_text(
+            f'basic_auth_users:\n  prometheus: "{HASH}"\n  grafana: "{other_hash}"\n'
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        )
+        wait_for(lambda: served.get("/metrics", headers=grafana)[0] == 200, "the added user")
+        assert served.get("/metrics", headers=prometheus)[0] == 200
+        assert fetch(served, "/livez").headers["X-Frame-Options"] == "deny"
+
+        # A user removed: its password, verified (and cached) before, no longer passes.
+        replace_file(config, f'basic_auth_users:\n  grafana: "{other_hash}"\n')
+        wait_for(lambda: served.get("/metrics", headers=prometheus)[0] == 401, "the removal")
+        assert served.get("/metrics", headers=grafana)[0] == 200
+        assert "X-Frame-Options" not in fetch(served, "/livez").headers
+
+        # No users at all: the endpoints are open again, as with no basic_auth_users at start.
+        replace_file(config, "{}\n")
+        wait_for(lambda: served.get("/metrics")[0] == 200, "no users")
+        assert log_lines(served, "not reloaded") == []
+        assert len(log_lines(served, "reloaded: plain HTTP")) == 3
+
+
+def test_a_file_that_cannot_be_used_keeps_the_last_good_one(pki, next_server, tmp_path) -> None:
+    """Each problem is logged in one line, once, however many requests and connections follow;
+    the old certificate and users serve meanwhile; a good file is logged once more."""
+    for name, source in (("tls.crt", pki.server_cert), ("tls.key", pki.server_key)):
+        shutil.copy(source, tmp_path / name)
+    good = (
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n"
+        f'basic_auth_users:\n  prometheus: "{HASH}"\n'
+    )
+    config = web_config(tmp_path, good)
+    env = service_env(tmp_path, config)
+    problems = {
+        "tls_server_config: [\n": "not valid YAML: ",
+        good + "rate_limt: {}\n": "unknown key 'rate_limt'",
+        good.replace("tls.crt", "missing.crt"): f"cert_file {tmp_path}/missing.crt: cannot read",
+        good.replace("tls.key", str(next_server[1])): "the key does not belong to the certificate",
+        f'basic_auth_users:\n  prometheus: "{HASH}"\n': "TLS cannot be turned off while dbhealth"
+        " runs (its port is either TLS or plain HTTP): restart it to apply this file",
+    }
+    prefix = f"DBHEALTH_WEB_CONFIG_FILE {config} not reloaded, the last good configuration "
+    with serve(env, tmp_path / "service.log", "/livez", ssl_context=pki.client()) as served:
+
+        def old_one_serves() -> None:  # over a new connection each time: a check every second
+            assert peer_certificate(served.address, no_sni_client(pki), None) == der(
+                pki.server_cert
+            )
+            assert served.get("/metrics", headers=basic("prometheus", PASSWORD))[0] == 200
+            assert served.get("/metrics")[0] == 401
+
+        for text, problem in problems.items():
+            replace_file(config, text)
+
+            def logged(problem: str = problem) -> list[str]:
+                old_one_serves()
+                return log_lines(served, problem)
+
+            wait_for(logged, f"the line for {problem!r}")
+            for _ in range(20):
+                old_one_serves()
+        lines = log_lines(served, "not reloaded")
+        scraped = served.get("/metrics", headers=basic("prometheus", PASSWORD))[1]
+        assert "\ndbhealth_web_config_last_reload_successful 0.0\n" in scraped
+        for problem in problems.values():
+            assert len([line for line in lines if problem in line]) == 1, (problem, lines)
+        assert all(prefix + "stays in use: " in line for line in lines), lines
+        assert len(lines) == len(problems), lines
+
+        # A good file again: one more line, and its change applies.
+        replace_file(config, good.replace("prometheus", "grafana"))
+        wait_for(
+            lambda: served.get("/metrics", headers=basic("grafana", PASSWORD))[0] == 200,
+            "the good file",
+        )
+        assert len(log_lines(served, "reloaded: TLS")) == 1
+        scraped = served.get("/metrics", headers=basic("grafana", PASSWORD))[1]
+        assert "\ndbhealth_web_config_last_reload_successful 1.0\n" in scraped
+        assert len(log_lines(served, "not reloaded")) == len(problems)
+        log = served.log.read_text()
+        assert PASSWORD not in log and HASH not in log and "PRIVATE KEY" not in log
+
+
+def test_a_changed_client_ca_and_client_auth_type_apply(pki, tmp_path) -> None:
+    client_ca = tmp_path / "clients-ca.crt"
+    shutil.copy(pki.ca, client_ca)
+    text = (
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        "  client_auth_type: {auth}\n  client_ca_file: clients-ca.crt\n"
+    )
+    config = web_config(tmp_path, text.format(auth="RequireAndVerifyClientCert"))
+    env = service_env(tmp_path, config)
+    ours, stranger = pki.client(certificate=True), pki.client(stranger=True)
+    tls12 = {"max_version": ssl.TLSVersion.TLSv1_2}  # a refusal is then the handshake's own
+    with serve(env, tmp_path / "service.log", "/livez", ssl_context=ours) as served:
+        assert https_get(served.address, ours, "/metrics") == 200
+        with pytest.raises(ssl.SSLError):
+            negotiated(served.address, pki.client(stranger=True, **tls12))
+
+        # The CA file now holds the other CA: its clients get in, ours no longer.
+        client_ca.write_bytes((pki.directory / "stranger-ca.crt").read_bytes())
+
+        def stranger_gets_in() -> bool:
+            try:
+                return https_get(served.address, stranger, "/metrics") == 200
+            except OSError:
+                return False
+
+        wait_for(stranger_gets_in, "the new client CA")
+        with pytest.raises(ssl.SSLError):
+            negotiated(served.address, pki.client(certificate=True, **tls12))
+
+        # client_auth_type too (a context's verify mode, which an sni_callback could not swap).
+        replace_file(config, text.format(auth="VerifyClientCertIfGiven"))
+
+        def no_certificate_gets_in() -> bool:
+            try:
+                return https_get(served.address, pki.client(), "/metrics") == 200
+            except OSError:
+                return False
+
+        wait_for(no_certificate_gets_in, "VerifyClientCertIfGiven")
+        assert https_get(served.address, stranger, "/metrics") == 200
+        assert log_lines(served, "not reloaded") == []

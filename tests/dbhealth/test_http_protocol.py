@@ -1,0 +1,134 @@
+"""A client gets DBHEALTH_REQUEST_HEAD_TIMEOUT seconds to send a whole request head; idle time
+between requests on a kept-alive connection is the keep-alive timeout's business, not this one's.
+
+Each test waits for the server to close a connection (an event) within a generous bound; none
+compares durations.
+"""
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.serving import REPO, serve
+
+HEAD_TIMEOUT = 1.5
+# How long a test waits for the server to act on a deadline it should have passed by then.
+SLACK = 15.0
+REQUEST = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("head_deadline")
+    env = {
+        "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
+        "DBHEALTH_REQUEST_HEAD_TIMEOUT": str(HEAD_TIMEOUT),
+    }
+    with serve(env, tmp_path / "service.log", "/livez") as served:
+        yield served
+
+
+def connect(service) -> socket.socket:
+    host, _, port = service.address.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=SLACK)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def one_response(sock: socket.socket) -> bytes:
+    """Read one small response (headers and a body of Content-Length bytes)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before answering: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_connection_that_sends_nothing_is_closed(service):
+    with connect(service) as sock:
+        assert read_until_closed(sock) == b""
+
+
+def test_a_head_trickling_in_is_closed_although_bytes_keep_coming(service):
+    with connect(service) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        give_up_at = time.monotonic() + SLACK
+        closed = False
+        lines = 0
+        while time.monotonic() < give_up_at and not closed:
+            try:
+                sock.sendall(f"X-Slow-{lines}: 1\r\n".encode())
+                lines += 1
+            except OSError:  # reset: the server closed it
+                closed = True
+                break
+            sock.settimeout(HEAD_TIMEOUT / 5)
+            with contextlib.suppress(TimeoutError):
+                closed = sock.recv(1) == b""
+        assert closed, f"still open after {lines} header lines"
+        assert lines >= 2  # it was sending all along, so the deadline is not an idle timeout
+
+
+def test_a_kept_alive_connection_may_idle_longer_than_the_head_deadline(service):
+    with connect(service) as sock:
+        sock.sendall(REQUEST)
+        assert one_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(HEAD_TIMEOUT * 2)  # idle between requests: the keep-alive timeout (75 s) rules
+        sock.sendall(REQUEST)
+        assert one_response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_sent_in_pieces_within_the_deadline_is_answered(service):
+    with connect(service) as sock:
+        for piece in (REQUEST[:10], REQUEST[10:25], REQUEST[25:]):
+            sock.sendall(piece)
+            time.sleep(HEAD_TIMEOUT / 10)
+        assert one_response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_the_unfinished_head_of_a_pipelined_request_is_closed(service):
+    with connect(service) as sock:
+        sock.sendall(REQUEST + b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert one_response(sock).startswith(b"HTTP/1.1 200")
+        assert read_until_closed(sock) == b""
+
+
+def test_a_bad_timeout_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1:1"],
+        cwd=REPO,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "dbhealth.settings",
+            "DBHEALTH_DATA_DIR": str(tmp_path),
+            "DBHEALTH_REQUEST_HEAD_TIMEOUT": "soon",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "dbhealth: DBHEALTH_REQUEST_HEAD_TIMEOUT must be a positive number of seconds; got 'soon'"
+    )

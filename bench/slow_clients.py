@@ -5,6 +5,9 @@ SQLite file; bench/fleet.py) and `manage.py serve` watching them on a free loopb
 times sequential /metrics scrapes twice: alone, and while 200 idle connections and 8 slowloris
 connections (a request head trickling in, one header line every 2 s) are open. Prints median and
 maximum of each, the slow connections still open at the end, and the service's memory (PSS).
+Then a flood: more idle connections than the service's connection limit (server.MAX_CONNECTIONS),
+past which uvicorn answers every request 503; it prints how long after the flood a scrape is
+answered 200 again (the request-head deadline closes the idle ones) and how many failed first.
 `--gunicorn` adds the same two runs against gunicorn's gthread worker (the README's old command)
 for comparison. Figures only, no assertions; loopback only.
 
@@ -23,11 +26,13 @@ from bench.compare import reference_aliases
 from bench.contenders import REPO, Contender, start_gunicorn, write_config
 from bench.fleet import start_fleet
 from bench.scrape import Samples, scrape_series
+from dbhealth.server import MAX_CONNECTIONS
 from tests.serving import SlowClients
 from tests.support.ports import free_port
 from tests.support.process import make_tempdir
 
 CLIENT_TIMEOUT = 10.0
+FLOOD_GIVE_UP_SECONDS = 60.0
 GIVE_UP_AFTER_ERRORS = 3  # a server that times out scrapes is not timed out 50 times over
 
 
@@ -63,6 +68,7 @@ def measure(contender: Contender, args: argparse.Namespace) -> dict:
         idle_open, slow_open = clients.still_open()
         lines = min(clients.lines_sent)
     usage = contender.usage()
+    flood = flood_recovery(contender.port, args.flood) if args.flood else None
     return {
         "alone": figures(alone),
         "with_slow_clients": figures(crowded),
@@ -72,6 +78,30 @@ def measure(contender: Contender, args: argparse.Namespace) -> dict:
         "processes": len(contender.pids()),
         "pss_mib": round(usage.pss_bytes / 2**20, 1),
         "rss_mib": round(usage.rss_bytes / 2**20, 1),
+        "flood": flood,
+    }
+
+
+def flood_recovery(port: int, connections: int) -> dict:
+    """Open `connections` idle connections, then scrape until one is answered 200."""
+    with SlowClients(f"127.0.0.1:{port}", idle=connections, slow=0) as clients:
+        flooded_at = time.monotonic()
+        time.sleep(1.0)  # every connection accepted by the server, not just by the kernel
+        failed, answered_after = Samples(), None
+        while time.monotonic() - flooded_at < FLOOD_GIVE_UP_SECONDS:
+            samples = scrape_series(port, 1, CLIENT_TIMEOUT)
+            if samples.seconds:
+                answered_after = time.monotonic() - flooded_at
+                break
+            failed.extend(samples)
+            time.sleep(0.2)
+        idle_open, _ = clients.still_open()
+    return {
+        "idle_connections": connections,
+        "first_200_after_s": None if answered_after is None else round(answered_after, 2),
+        "scrapes_failed_before": failed.count,
+        "failures": sorted(set(failed.errors))[:3],
+        "idle_still_open_after": idle_open,
     }
 
 
@@ -95,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=200)
     parser.add_argument("--slow", type=int, default=8)
     parser.add_argument("--interval", type=float, default=2.0, help="slowloris line interval")
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=MAX_CONNECTIONS + 100,
+        help="idle connections of the flood phase (0: skip it)",
+    )
     parser.add_argument("--databases", choices=("reference", "demo"), default="reference")
     parser.add_argument("--gunicorn", action="store_true", help="also gunicorn, 2 x 4 gthread")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -8,6 +8,10 @@ is answered 503. With this deadline a client has DBHEALTH_REQUEST_HEAD_TIMEOUT s
 REQUEST_HEAD_TIMEOUT_SECONDS) to send a whole request head, counted from the connection (or from
 the first byte of the next request on a kept-alive connection); idle time between requests stays
 governed by uvicorn's keep-alive timeout. Go's net/http calls this ReadHeaderTimeout.
+
+A connection beyond the limit is closed as soon as it is accepted (uvicorn keeps it and answers
+503 to its request), so client connections never hold more descriptors than the limit allows
+(see server.client_connection_limit).
 """
 
 import asyncio
@@ -27,6 +31,12 @@ class HeadDeadlineProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
+            # Over the limit: give the descriptor back now. uvicorn would keep the connection
+            # and answer 503 once a request head came, so a flood of connections that send
+            # nothing would hold descriptors that database connections need.
+            transport.close()
+            return
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:

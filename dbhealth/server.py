@@ -23,6 +23,7 @@ runs beside the host's web workers, which then never probe.
 
 import ipaddress
 import logging
+import resource
 import ssl
 
 import uvicorn
@@ -45,6 +46,12 @@ MAX_REQUEST_HEAD_BYTES = 8 * 1024
 # and a connection that does not send a whole request head in time is closed (http_protocol).
 MAX_CONNECTIONS = 1000
 HEAD_TIMEOUT_SETTING = "DBHEALTH_REQUEST_HEAD_TIMEOUT"
+# Connections waiting to be accepted, and so the most the event loop accepts in one go (asyncio
+# accepts up to the backlog at once, before it can close any beyond the limit).
+ACCEPT_BACKLOG = 128
+# File descriptors kept for everything but client connections: one accept burst, database
+# connections (at most max_connections_per_server per server), log files, the interpreter's own.
+RESERVED_FILES = ACCEPT_BACKLOG + 128
 # On SIGTERM, requests in flight get this long to finish (a scrape ends within its budget).
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
@@ -155,6 +162,37 @@ async def refuse(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def client_connection_limit() -> int:
+    """MAX_CONNECTIONS, or fewer when the open-file limit cannot hold them beside RESERVED_FILES.
+
+    Client connections must never take the descriptors a probe needs: a database connection
+    that fails with "too many open files" would report the alias down to every scraper. So the
+    soft limit is first raised to the hard one (as Go's runtime does for Go exporters; container
+    runtimes often start processes at a soft limit of 1024), and if that is still too low, fewer
+    client connections are accepted, with one warning line.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= MAX_CONNECTIONS + RESERVED_FILES:
+        return MAX_CONNECTIONS
+    limit = max(soft - RESERVED_FILES, 1)
+    logging.getLogger(__name__).warning(
+        "open-file limit %d: accepting at most %d client connections (not %d) to keep %d "
+        "descriptors for database connections; raise the limit (ulimit -n) to lift this",
+        soft,
+        limit,
+        MAX_CONNECTIONS,
+        RESERVED_FILES,
+    )
+    return limit
+
+
 def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
     """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
     (an unusable token file or web configuration file, for two) before anything is bound."""
@@ -189,7 +227,8 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         proxy_headers=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=client_connection_limit(),
+        backlog=ACCEPT_BACKLOG,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,
         access_log=access_log,

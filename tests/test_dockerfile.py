@@ -147,6 +147,22 @@ def test_no_layer_keeps_the_wheels():
     assert any(k == "RUN" and "--wheel-dir /wheels" in text for k, text in build)
 
 
+def test_the_wheels_are_built_where_they_are_installed():
+    """The build stage compiles mysqlclient for the final stage's Python and C library: both stages
+    start from the same image. And the package build reads the files pyproject.toml names."""
+    build = instructions(DOCKERFILE.read_text())
+    bases = {text.split()[0] for keyword, text in build if keyword == "FROM"}
+    assert bases == {"python:3.11-slim-bookworm"}
+    copied = [
+        source
+        for keyword, text in build
+        if keyword == "COPY" and "--from=" not in text
+        for source in text.split()[:-1]
+    ]
+    for needed in ("pyproject.toml", PYPROJECT["readme"], *PYPROJECT["license-files"]):
+        assert needed in copied, needed
+
+
 def test_oci_labels_describe_the_image():
     labels = assignments("LABEL")
     arguments = assignments("ARG")

@@ -74,4 +74,4 @@ EXPOSE 10433
 # get the exporter restarted. Dropped by Podman/Buildah unless built with --format docker.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
     CMD ["python", "/usr/local/lib/dbhealth/healthcheck.py"]
-CMD ["python", "-m", "django", "serve", "--access-log"]
+CMD ["python", "-m", "dbhealth", "serve", "--access-log"]

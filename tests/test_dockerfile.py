@@ -108,7 +108,8 @@ def test_image_runs_the_serve_command_as_a_numeric_non_root_user():
     dockerfile = DOCKERFILE.read_text()
     assert re.search(r"^USER 10001:10001$", dockerfile, re.MULTILINE)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
-    assert image_command() == ["python", "-m", "django", "serve", "--access-log"]
+    # `python -m dbhealth`: the dbhealth command, which reports a configuration problem in one line.
+    assert image_command() == ["python", "-m", "dbhealth", "serve", "--access-log"]
     env = assignments("ENV")
     assert env["DJANGO_SETTINGS_MODULE"] == "dbhealth.settings"
     assert env["DBHEALTH_CONFIG"] == "/etc/dbhealth/dbhealth.toml"
@@ -292,6 +293,30 @@ cache_db = "sqlite:///{cache}"
     made = {"cache.sqlite3", "dbhealth.toml", "watch_writes.py", "home", "service.log"}
     assert {path.name for path in tmp_path.iterdir()} == made
     assert not any((tmp_path / "home").iterdir())
+
+
+def test_a_missing_configuration_file_stops_the_image_command_in_one_line(tmp_path):
+    _, flag, module, *arguments = image_command()
+    missing = tmp_path / "dbhealth.toml"
+    result = subprocess.run(
+        [sys.executable, flag, module, *arguments],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": str(REPO),
+            **assignments("ENV"),
+            "DBHEALTH_CONFIG": str(missing),
+            "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"dbhealth: DBHEALTH_CONFIG {missing}: cannot read the file (No such file or directory)\n"
+    )
 
 
 def test_the_write_watch_sees_the_demo_database_being_created(tmp_path):

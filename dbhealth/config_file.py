@@ -185,6 +185,12 @@ def parse_database_url(url: Any) -> dict[str, Any]:
     if engine.endswith("sqlite3"):
         name = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         return {"ENGINE": engine, "NAME": name or unquote(parts.netloc), "OPTIONS": options}
+    if "@" in parts.path:
+        # A '/' left unencoded in the user name or password ends the host part early: the
+        # password would become the database name, which is shown (a name's '@' is %40).
+        raise AliasConfigError(
+            "URL is malformed: percent-encode '/', '?', '#' and '@' in the user name and password"
+        )
     entry: dict[str, Any] = {
         "ENGINE": engine,
         "NAME": unquote(parts.path.lstrip("/")),

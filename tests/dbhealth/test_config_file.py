@@ -119,6 +119,15 @@ def test_url_errors_never_repeat_the_password():
     assert "hunter2" not in str(raised.value)
 
 
+def test_a_user_name_that_ends_the_host_part_early_is_refused_without_the_password():
+    # Unencoded, the '/' ends the host part: the password would have become the database name.
+    with pytest.raises(ValueError) as raised:
+        parse_database_url("postgres://ops/team:hunter2@db/main")
+    assert "hunter2" not in str(raised.value)
+    assert parse_database_url("postgres://ops%2Fteam:hunter2@db/main")["USER"] == "ops/team"
+    assert parse_database_url("postgres://monitor@db/ma%40in")["NAME"] == "ma@in"
+
+
 def test_the_shipped_example_mirrors_the_six_reference_aliases(monkeypatch):
     for name in ("DEFAULT", "USERS", "ANALYTICS", "REPLICA", "LEGACY"):
         monkeypatch.setenv(f"DBHEALTH_{name}_PASSWORD", "x")

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hostproject.conftest import manage
 from tests.serving import REPO, Served, gunicorn, serve
+from tests.support.ports import free_port
 
 ALIASES = {
     "default": "postgresql",
@@ -186,3 +187,29 @@ def test_serve_answers_the_hosts_named_in_dbhealth_allowed_hosts(host_environmen
         assert served.get("/sd", headers={"Host": "dbhealth.internal"})[0] == 200
         # 127.0.0.1 is among the host's ALLOWED_HOSTS, not among DBHEALTH_ALLOWED_HOSTS.
         assert served.get("/sd")[0] == 400
+
+
+def test_serve_with_the_host_settings_starts_while_its_servers_are_down(host_environment, tmp_path):
+    """The system checks that `serve` runs connect to no alias, so down servers are served as
+    down. Django 6.1 runs the model checks on every alias unless told which, and its MySQL
+    backend connects for them: `serve` would stop on the legacy MariaDB alias."""
+    closed = {
+        **host_environment,
+        "HOSTPROJECT_PG_PORT": str(free_port()),
+        "HOSTPROJECT_REPLICA_PORT": str(free_port()),
+        "HOSTPROJECT_MARIADB_PORT": str(free_port()),
+    }
+    with serve(
+        closed,
+        tmp_path / "service.log",
+        ready_path="/sd",
+        settings_module="tests.hostproject.settings",
+    ) as served:
+        status, text = served.get("/metrics")
+    assert status == 200, text
+    up = by_labels(samples(text)["dbhealth_up"], "alias")
+    assert {alias: up[(alias,)] for alias in ("default", "read_replica", "legacy_db")} == {
+        "default": 0.0,
+        "read_replica": 0.0,
+        "legacy_db": 0.0,
+    }

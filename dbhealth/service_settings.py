@@ -4,12 +4,23 @@ The standalone settings (dbhealth/settings.py) use these, and `manage.py serve` 
 host project's settings too, so the service answers with the exporter's own URLs and middleware.
 """
 
+from importlib.util import find_spec
+
 SERVICE_URLCONF = "dbhealth.service_urls"
 
+# django-prometheus (the `http-metrics` extra) adds the service's own django_http_* request
+# metrics. Optional, because its releases cap Django (2.5.0: below 6.1) and a host project on a
+# newer Django must still be able to install dbhealth.
+HTTP_METRICS = find_spec("django_prometheus") is not None
+
 SERVICE_MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "dbhealth.middleware.EndpointAuthMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+if HTTP_METRICS:
+    SERVICE_MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *SERVICE_MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]

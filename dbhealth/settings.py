@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dbhealth.config_file import demo_databases, load_config_file
 from dbhealth.environment import env_bool, env_list
-from dbhealth.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
+from dbhealth.service_settings import HTTP_METRICS, SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 # Only the demo database is ever written, and never into the installed package: it goes to
 # DBHEALTH_DATA_DIR, else var/ under the directory the service was started from.
@@ -21,10 +21,7 @@ SECRET_KEY = os.environ.get("DBHEALTH_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = env_bool("DBHEALTH_DEBUG", default=False)
 ALLOWED_HOSTS = env_list("DBHEALTH_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
-INSTALLED_APPS = [
-    "django_prometheus",
-    "dbhealth",
-]
+INSTALLED_APPS = ["django_prometheus", "dbhealth"] if HTTP_METRICS else ["dbhealth"]
 
 MIDDLEWARE = list(SERVICE_MIDDLEWARE)
 

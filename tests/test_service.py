@@ -53,6 +53,31 @@ def test_default_serves_the_embedded_sqlite_database(service, tmp_path):
     assert (tmp_path / "data" / "demo.sqlite3").exists()
 
 
+WITHOUT_DJANGO_PROMETHEUS = (
+    "import runpy, sys; sys.modules['django_prometheus'] = None; "  # as if not installed
+    "sys.argv = ['manage.py', *sys.argv[1:]]; runpy.run_path('manage.py', run_name='__main__')"
+)
+
+
+def test_serves_without_django_prometheus_only_its_http_metrics_missing(tmp_path):
+    """django-prometheus is the optional http-metrics extra (it caps Django below 6.1)."""
+    address = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-c", WITHOUT_DJANGO_PROMETHEUS, "serve", "--bind", address]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "dbhealth.settings",
+        "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
+    }
+    log = tmp_path / "service.log"
+    with served_process("serve", command, env, log, address, "/livez") as running:
+        text = metrics(running)
+    assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in text
+    assert "\nprocess_cpu_seconds_total " in text
+    assert "django_http_" not in text
+    assert "django_prometheus" not in log.read_text()
+
+
 def test_reference_aliases_in_one_scrape_pass_promtool(service, reference_config):
     running = service({"DBHEALTH_CONFIG": str(reference_config)})
     text = metrics(running)

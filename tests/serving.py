@@ -2,7 +2,7 @@
 
 `serve` runs the service as `manage.py serve` (one process, uvicorn); `gunicorn` serves a WSGI
 application, as a host project embedding the exporter does. `SlowClients` holds idle and
-slowloris connections open against either.
+slowloris connections open against either. `manage` runs a manage.py command that ends by itself.
 """
 
 import os
@@ -104,6 +104,21 @@ def served_process(
             process.wait()
 
 
+def manage(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` in the repository with exactly `env`, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @contextmanager
 def serve(
     env: dict[str, str],
@@ -112,16 +127,19 @@ def serve(
     settings_module: str = "dbhealth.settings",
     access_log: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    python: list[str] | None = None,
 ) -> Iterator[Served]:
     """The service on a free port for the block: `manage.py serve` with the standalone settings,
     `python -m django serve` with any other settings module (a host project's). Pass the client
     `ssl_context` when `env` gives the service TLS (DBHEALTH_WEB_CONFIG_FILE): it is then asked
-    over https, for readiness too."""
+    over https, for readiness too. `python` replaces the interpreter's command (a wrapper that
+    takes a Python command line after its own arguments)."""
     address = f"127.0.0.1:{free_port()}"
+    interpreter = python or [sys.executable]
     if settings_module == "dbhealth.settings":
-        command = [sys.executable, "manage.py", "serve", "--bind", address]
+        command = [*interpreter, "manage.py", "serve", "--bind", address]
     else:
-        command = [sys.executable, "-m", "django", "serve", "--bind", address]
+        command = [*interpreter, "-m", "django", "serve", "--bind", address]
     if access_log:
         command.append("--access-log")
     environment = {

@@ -3,7 +3,6 @@
 import concurrent.futures
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -13,7 +12,7 @@ import pytest
 
 from tests.dbhealth_fixtures import promtool_check_metrics
 from tests.security.http_client import request
-from tests.serving import REPO, Served, serve, served_process, write_reference_config
+from tests.serving import Served, manage, serve, served_process, write_reference_config
 from tests.support.ports import free_port
 
 
@@ -55,22 +54,16 @@ def test_default_serves_the_embedded_sqlite_database(service, tmp_path):
 
 WITHOUT_DJANGO_PROMETHEUS = (
     "import runpy, sys; sys.modules['django_prometheus'] = None; "  # as if not installed
-    "sys.argv = ['manage.py', *sys.argv[1:]]; runpy.run_path('manage.py', run_name='__main__')"
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
 
 def test_serves_without_django_prometheus_only_its_http_metrics_missing(tmp_path):
     """django-prometheus is the optional http-metrics extra (it caps Django below 6.1)."""
-    address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-c", WITHOUT_DJANGO_PROMETHEUS, "serve", "--bind", address]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "DJANGO_SETTINGS_MODULE": "dbhealth.settings",
-        "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = {"DBHEALTH_DATA_DIR": str(tmp_path / "data")}
     log = tmp_path / "service.log"
-    with served_process("serve", command, env, log, address, "/livez") as running:
+    python = [sys.executable, "-c", WITHOUT_DJANGO_PROMETHEUS]
+    with serve(env, log, "/livez", python=python) as running:
         text = metrics(running)
     assert 'dbhealth_up{alias="default",vendor="sqlite"} 1.0' in text
     assert "\nprocess_cpu_seconds_total " in text
@@ -131,15 +124,8 @@ def test_serves_on_an_ipv6_address(tmp_path):
     ],
 )
 def test_a_bad_bind_address_is_one_line(tmp_path, bind, reason):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "serve", "--bind", bind],
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "DBHEALTH_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"PATH": "/usr/bin:/bin", "DBHEALTH_DATA_DIR": str(tmp_path / "data")}
+    result = manage(["serve", "--bind", bind], env)
     assert result.returncode == 1
     assert result.stderr.startswith(f"CommandError: bind address {bind!r}: {reason}")
     assert result.stderr.count("\n") == 1, result.stderr

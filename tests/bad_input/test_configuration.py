@@ -3,11 +3,11 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.serving import manage as manage_py
 from tests.serving import serve
 from tests.support.ports import free_port
 
@@ -21,15 +21,7 @@ def manage(config: Path, *args: str) -> subprocess.CompletedProcess:
         "DBHEALTH_CONFIG": str(config),
         "DBHEALTH_DATA_DIR": str(directory / "data"),
     }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return manage_py(list(args), env)
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ compares durations.
 
 import contextlib
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.serving import REPO, serve
+from tests.serving import manage, serve
 
 HEAD_TIMEOUT = 1.5
 # How long a test waits for the server to act on a deadline it should have passed by then.
@@ -113,21 +111,12 @@ def test_the_unfinished_head_of_a_pipelined_request_is_closed(service):
 
 
 def test_a_bad_timeout_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1:1"],
-        cwd=REPO,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "dbhealth.settings",
-            "DBHEALTH_DATA_DIR": str(tmp_path),
-            "DBHEALTH_REQUEST_HEAD_TIMEOUT": "soon",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DBHEALTH_DATA_DIR": str(tmp_path),
+        "DBHEALTH_REQUEST_HEAD_TIMEOUT": "soon",
+    }
+    result = manage(["serve", "--bind", "127.0.0.1:1"], env)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "dbhealth: DBHEALTH_REQUEST_HEAD_TIMEOUT must be a positive number of seconds; got 'soon'"

@@ -10,8 +10,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from dbhealth.server import MAX_CONNECTIONS, RESERVED_FILES
-from tests.serving import REPO, served_process
-from tests.support.ports import free_port
+from tests.serving import serve
 
 WITH_LIMIT = (
     "import os, resource, sys; "
@@ -22,16 +21,9 @@ WAIT = 30.0
 
 
 def serve_with_open_file_limit(tmp_path: Path, soft: int, hard: int):
-    address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-c", WITH_LIMIT, str(soft), str(hard)]
-    command += ["manage.py", "serve", "--bind", address]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "DJANGO_SETTINGS_MODULE": "dbhealth.settings",
-        "DBHEALTH_DATA_DIR": str(tmp_path / "data"),
-    }
-    return served_process("serve", command, env, tmp_path / "service.log", address, "/livez")
+    env = {"DBHEALTH_DATA_DIR": str(tmp_path / "data")}
+    python = [sys.executable, "-c", WITH_LIMIT, str(soft), str(hard)]
+    return serve(env, tmp_path / "service.log", "/livez", python=python)
 
 
 def open_file_limit(pid: int) -> tuple[int, int]:

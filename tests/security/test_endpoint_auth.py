@@ -1,14 +1,11 @@
 """Bearer token or basic auth on every endpoint, configured from a file; off by default."""
 
 import base64
-import subprocess
-import sys
 
 import pytest
 
-from tests.bad_input.test_configuration import REPO
 from tests.security.http_client import request
-from tests.serving import serve
+from tests.serving import manage, serve
 from tests.support.ports import free_port
 
 PATHS = ["/", "/metrics", "/healthz", "/probe?alias=pg_good"]
@@ -74,26 +71,11 @@ def test_an_unusable_token_file_stops_start_up_instead_of_opening_up(tmp_path, c
         "PATH": "/usr/bin:/bin",
     }
     # Were it to serve, it would serve here until the timeout fails the test.
-    served = subprocess.run(
-        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    served = manage(["serve", "--bind", f"127.0.0.1:{free_port()}"], env)
     assert served.returncode == 1
     assert served.stderr.startswith(f"dbhealth: DBHEALTH_AUTH_TOKEN_FILE {token_file}: ")
     assert reason in served.stderr and served.stderr.count("\n") == 1, served.stderr
-    check = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = manage(["check"], env)
     assert check.returncode == 1
     assert f"(dbhealth.E003) DBHEALTH_AUTH_TOKEN_FILE {token_file}: " in check.stderr
     assert reason in check.stderr

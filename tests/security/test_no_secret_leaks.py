@@ -1,11 +1,8 @@
 """No password or DSN ever shows: not in metrics, health, status page, logs or the CLI."""
 
-import subprocess
-import sys
-
-from tests.bad_input.test_configuration import REPO
 from tests.security.conftest import PLANTED
 from tests.security.http_client import request
+from tests.serving import manage
 
 EXPECTED_REASONS = {
     "pg_wrong": "auth",
@@ -49,14 +46,7 @@ def test_every_output_is_free_of_planted_passwords_while_aliases_fail(secured) -
 
     env = {**secured.env, "PATH": "/usr/bin:/bin"}
     for command in (["dbhealth"], ["dbhealth", "--json"], ["check"], ["dbhealth", "--alias", "x"]):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = manage(command, env)
         outputs[" ".join(command)] = result.stdout + result.stderr
     assert "auth" in outputs["dbhealth"] and "refused" in outputs["dbhealth"]
 

@@ -395,12 +395,12 @@ def reload_families(subject: str, what: str, successful: bool, last_success: flo
     dbhealth_<subject>_ (config: the TOML file; web_config: DBHEALTH_WEB_CONFIG_FILE)."""
     ok = gauge(
         f"dbhealth_{subject}_last_reload_successful",
-        f"1 if the last reload of {what} succeeded (or none was needed).",
+        f"1 if the last reload of the {what} succeeded (or none was needed).",
     )
     ok.add_metric([], 1 if successful else 0)
     when = gauge(
         f"dbhealth_{subject}_last_reload_success_timestamp_seconds",
-        f"When the {what.removeprefix('the ')} in use was loaded.",
+        f"When the {what} in use was loaded.",
     )
     when.add_metric([], last_success)
     return [ok, when]

@@ -73,27 +73,19 @@ def metrics(request: HttpRequest) -> HttpResponse:
     host exports itself: re-exported here, every series of it would exist twice."""
     targets, state = current_state(budget=budget_from_headers(request.headers))
     sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
+    reloads = []
     if reload.config_file() is not None:
         status = reload.status
-        sources.append(
-            Families(
-                reload_families(
-                    "config", "the configuration file", status.successful, status.last_success
-                )
-            )
+        reloads += reload_families(
+            "config", "configuration file", status.successful, status.last_success
         )
     live = web_config.active()
     if live is not None:
-        sources.append(
-            Families(
-                reload_families(
-                    "web_config",
-                    "the web configuration file",
-                    live.successful,
-                    live.last_success,
-                )
-            )
+        reloads += reload_families(
+            "web_config", "web configuration file", live.successful, live.last_success
         )
+    if reloads:
+        sources.append(Families(reloads))
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
         sources.append(REGISTRY)
     return exposition(request, Combined(*sources))

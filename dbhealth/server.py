@@ -42,8 +42,9 @@ KEEP_ALIVE_SECONDS = 75
 # Request heads larger than these never reach Django (see RequestHeadLimit).
 MAX_REQUEST_TARGET_BYTES = 4 * 1024
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
-# uvicorn answers 503 beyond this many open connections; idle ones count too, so it is generous,
-# and a connection that does not send a whole request head in time is closed (http_protocol).
+# Open client connections at most (idle ones count too, so it is generous): one more is closed
+# as soon as it is accepted (http_protocol), and so is one that does not send a whole request
+# head within DBHEALTH_REQUEST_HEAD_TIMEOUT seconds.
 MAX_CONNECTIONS = 1000
 HEAD_TIMEOUT_SETTING = "DBHEALTH_REQUEST_HEAD_TIMEOUT"
 # Connections waiting to be accepted, and so the most the event loop accepts in one go (asyncio

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # dbhealth standalone service. Configure with environment variables (DBHEALTH_*) and a TOML file
-# mounted at /etc/dbhealth/dbhealth.toml (see dbhealth/examples/databases.example.toml).
+# mounted at /etc/dbhealth/dbhealth.toml (see config/dbhealth.example.toml).
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t dbhealth .
 #   docker run --read-only -p 10433:10433 -v ./dbhealth.toml:/etc/dbhealth/dbhealth.toml:ro dbhealth
 #
@@ -22,7 +22,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
-COPY dbhealth ./dbhealth
+COPY exporter ./exporter
+COPY config ./config
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[mysql,http-metrics]"
 
 FROM python:3.11-slim-bookworm
@@ -55,7 +56,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[mysql,http-metrics]"
 COPY docker/healthcheck.py /usr/local/lib/dbhealth/healthcheck.py
 
-# One process serves every scrape and holds all probe state in memory (dbhealth/server.py).
+# One process serves every scrape and holds all probe state in memory (exporter/dbhealth/serving/server.py).
 # DBHEALTH_BIND is where it listens, and where the HEALTHCHECK calls it.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -55,7 +55,7 @@ from tests.support.process import make_tempdir
 RESULTS = Path(__file__).resolve().parent / "results"
 COLD = {"min_interval": 0}
 DEFAULT: dict[str, Any] = {}
-# dbhealth's default max_connections_per_server (dbhealth/option_types.py).
+# dbhealth's default max_connections_per_server (dbhealth.configuration.options).
 DEFAULT_CAP = 16
 MAX_PER_SERVER = "max_connections_per_server"
 # A scale case's warm-up stops after this long (the first scrapes read every alias's size and

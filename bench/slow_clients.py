@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+from dbhealth.serving.server import MAX_CONNECTIONS
+
 from bench.compare import reference_aliases
 from bench.contenders import REPO, Contender, start_gunicorn, write_config
 from bench.fleet import start_fleet
 from bench.scrape import Samples, scrape_series
-from dbhealth.server import MAX_CONNECTIONS
 from tests.serving import SlowClients
 from tests.support.ports import free_port
 from tests.support.process import make_tempdir

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 TIMEOUT_SECONDS = 8
-DEFAULT_BIND = "127.0.0.1:10433"  # dbhealth/server.py's; the image sets DBHEALTH_BIND
+DEFAULT_BIND = "127.0.0.1:10433"  # dbhealth.serving.server's; the image sets DBHEALTH_BIND
 # A service listening on every address answers on the loopback one.
 LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
 

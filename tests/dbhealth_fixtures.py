@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbhealth.configuration.targets import ServiceOptions, Target, build_target
+from dbhealth.exposition.families import StateCollector
+from dbhealth.probing.service import ProbeService
+from dbhealth.probing.state import ServiceState
 from django.test import override_settings
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from dbhealth.metrics import StateCollector
-from dbhealth.probe_service import ProbeService
-from dbhealth.state import ServiceState
-from dbhealth.targets import ServiceOptions, Target, build_target
 
 
 @dataclass

@@ -268,7 +268,7 @@ def write_reference_config(
     extra: str = "",
     defaults: str = "",
 ) -> Path:
-    """The six aliases of the example config (dbhealth/examples/databases.example.toml) on the
+    """The six aliases of the example config (config/dbhealth.example.toml) on the
     session servers, plus `extra`.
 
     `extra` is more TOML (e.g. a `[databases.<alias>]` table on a dedicated server) and

@@ -2,7 +2,7 @@
 
 The whole route of a DbhealthDatabaseDown notification, every piece real: a dedicated PostgreSQL
 watched by the service (`manage.py serve`) as alias orders_db, a Prometheus scraping it on both
-/metrics and /probe and evaluating dbhealth/prometheus/rules.yml, an Alertmanager, and a webhook
+/metrics and /probe and evaluating config/prometheus/rules.yml, an Alertmanager, and a webhook
 receiver in this process standing in for the pager. The notification must say where the database
 is (host, port, database), link its runbook section and its dashboard, count the alias once
 although two jobs scrape it, and never carry a password; the recovery must arrive as a resolved
@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dbhealth.dashboards import alias_uid
+from dbhealth.generators.dashboards import alias_uid
+
 from tests.serving import serve
 from tests.support.alertmanager import Delivery, WebhookReceiver, webhook_config
 
-RULES = Path(__file__).resolve().parents[1] / "dbhealth" / "prometheus" / "rules.yml"
+RULES = Path(__file__).resolve().parents[1] / "config" / "prometheus" / "rules.yml"
 ALIAS = "orders_db"
 DATABASE = "app"
 ALERT = "DbhealthDatabaseDown"

@@ -42,7 +42,7 @@ def test_rules_writes_what_the_package_ships(tmp_path):
     out = tmp_path / "out"
     result = run("rules", "--out", str(out), cwd=tmp_path, env={"DBHEALTH_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    package = resources.files("dbhealth")
+    package = resources.files("dbhealth.config_files")
     assert (out / "rules.yml").read_bytes() == package.joinpath("prometheus/rules.yml").read_bytes()
     assert (out / "prometheus.yml").exists() and (out / "dbhealth.example.toml").exists()
 
@@ -85,12 +85,15 @@ def test_the_wheel_installs_one_top_level_package_with_its_data(tmp_path):
     }
     assert tops == {"dbhealth"}
     for data in (
-        "dbhealth/prometheus/rules.yml",
-        "dbhealth/prometheus/prometheus.yml",
-        "dbhealth/examples/databases.example.toml",
+        "dbhealth/config_files/prometheus/rules.yml",
+        "dbhealth/config_files/prometheus/prometheus.yml",
+        "dbhealth/config_files/dbhealth.example.toml",
         "dbhealth/templates/dbhealth/status.html",
     ):
         assert data in names
+    for package in (REPO / "exporter").rglob("__init__.py"):
+        assert str(package.relative_to(REPO / "exporter")) in names, "add it to pyproject.toml"
+    assert "dbhealth/config_files/prometheus/rules_test.yml" in names
     [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "License-Expression: Apache-2.0" in text

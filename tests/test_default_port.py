@@ -11,8 +11,8 @@ import runpy
 from pathlib import Path
 
 import yaml
+from dbhealth.serving import server
 
-from dbhealth import server
 from tests.support import ports
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_every_place_that_names_a_port_names_the_default():
     service = yaml.safe_load((kubernetes / "service.yaml").read_text())
     assert [port["port"] for port in service["spec"]["ports"]] == [PORT]
 
-    prometheus = yaml.safe_load((REPO / "dbhealth" / "prometheus" / "prometheus.yml").read_text())
+    prometheus = yaml.safe_load((REPO / "config" / "prometheus" / "prometheus.yml").read_text())
     addresses = [
         target
         for job in prometheus["scrape_configs"]

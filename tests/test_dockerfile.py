@@ -177,7 +177,7 @@ def test_oci_labels_describe_the_image():
     text = DOCKERFILE.read_text()
     for label, argument in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
         assert f'org.opencontainers.image.{label}="${{{argument}}}"' in text
-    # The revision also reaches dbhealth_build_info (dbhealth/build_info.py).
+    # The revision also reaches dbhealth_build_info (dbhealth.exposition.build_info).
     assert "DBHEALTH_REVISION=${REVISION}" in text
 
 
@@ -250,7 +250,7 @@ def run_image_command(tmp_path: Path, config: str, paths: list[str]) -> str:
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(REPO),  # the image installs config/ and dbhealth/ into site-packages
+        "PYTHONPATH": str(REPO / "exporter"),  # the image installs dbhealth into site-packages
         **assignments("ENV"),
         "DBHEALTH_CONFIG": config,
         "DBHEALTH_DATA_DIR": str(tmp_path / "data"),

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dbhealth.config_file import load_config_file
-from dbhealth.dashboards import DashboardAlias, build_dashboards, dashboard_queries
-from dbhealth.targets import build_target
+from dbhealth.configuration.targets import build_target
+from dbhealth.configuration.toml_file import load_config_file
+from dbhealth.generators.dashboards import DashboardAlias, build_dashboards, dashboard_queries
+
 from tests.serving import serve, write_reference_config
 from tests.support.prometheus import PrometheusServer
 
-RULES = Path(__file__).resolve().parents[1] / "dbhealth" / "prometheus" / "rules.yml"
+RULES = Path(__file__).resolve().parents[1] / "config" / "prometheus" / "rules.yml"
 SCRAPES_FOR_RATES = 5  # rate() over the 1m $__rate_interval needs two samples; a margin on top
 WAIT = 30.0
 # A 1 s scrape timeout leaves probes 0.5 s with the default margin: tight for a first round

@@ -19,7 +19,7 @@ CLIENT_TIMEOUT = 10.0
 
 def test_scrapes_answer_while_idle_and_slowloris_connections_stay_open(tmp_path):
     # Long enough for the slow connections to stay open through the scrapes: the deadline that
-    # closes them (tests/dbhealth/test_http_protocol.py) is not what this test is about.
+    # closes them (tests/dbhealth/serving/test_http_protocol.py) is not what this test is about.
     env = {"DBHEALTH_DATA_DIR": str(tmp_path / "data"), "DBHEALTH_REQUEST_HEAD_TIMEOUT": "600"}
     with (
         serve(env, tmp_path / "service.log", "/sd") as served,

@@ -2,13 +2,12 @@
 
 from pathlib import Path
 
+from dbhealth.configuration.options import GLOBAL_DEFAULTS
+from dbhealth.configuration.targets import build_target
+from dbhealth.configuration.toml_file import MAX_ALIAS_LENGTH, config_from_document
 from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dbhealth.config_file import MAX_ALIAS_LENGTH, config_from_document
-from dbhealth.option_types import GLOBAL_DEFAULTS
-from dbhealth.targets import build_target
 
 SECRET = "Pl4nted-s3cret-e6b1"
 NOWHERE = Path("/nonexistent-dbhealth-config-dir")

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from dbhealth.config_file import AliasConfigError, database_entry, parse_database_url
-from dbhealth.targets import build_target
+from dbhealth.configuration.targets import build_target
+from dbhealth.configuration.toml_file import AliasConfigError, database_entry, parse_database_url
 
 SECRET = "hunter2"
 

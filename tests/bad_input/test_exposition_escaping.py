@@ -3,16 +3,16 @@
 import dataclasses
 import time
 
+from dbhealth.configuration.targets import build_target
+from dbhealth.configuration.toml_file import MAX_ALIAS_LENGTH
+from dbhealth.exposition.encoding import encode
+from dbhealth.exposition.families import MAX_LABEL_LENGTH, StateCollector, label_text
+from dbhealth.probing.state import AliasState, ServiceState, Statement
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from dbhealth.config_file import MAX_ALIAS_LENGTH
-from dbhealth.exposition import encode
-from dbhealth.metrics import MAX_LABEL_LENGTH, StateCollector, label_text
-from dbhealth.state import AliasState, ServiceState, Statement
-from dbhealth.targets import build_target
 from tests.dbhealth_fixtures import promtool_check_metrics
 
 # Anything a driver can hand back, lone surrogates (undecodable bytes) and control characters too.

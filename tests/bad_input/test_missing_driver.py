@@ -13,7 +13,7 @@ sys.modules["MySQLdb"] = None
 os.environ["DJANGO_SETTINGS_MODULE"] = "dbhealth.settings"
 import django
 django.setup()
-from dbhealth.targets import build_target
+from dbhealth.configuration.targets import build_target
 print(build_target("legacy", {"ENGINE": "django.db.backends.mysql", "NAME": "legacy"}, {}).problem)
 """
 

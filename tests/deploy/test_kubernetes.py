@@ -22,12 +22,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from dbhealth.configuration.toml_file import load_config_file
 
-from dbhealth.config_file import load_config_file
 from tests.serving import REPO, serve
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
-RULES = REPO / "dbhealth" / "prometheus" / "rules.yml"
+RULES = REPO / "config" / "prometheus" / "rules.yml"
 SCALING = REPO / "docs" / "scaling.md"
 CORE_KINDS = {"Deployment", "Service", "ConfigMap", "Secret"}
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -322,7 +322,7 @@ def test_the_allow_list_rejects_what_the_operator_would():
     ]
 
 
-# ---- The PrometheusRule is dbhealth/prometheus/rules.yml. ----
+# ---- The PrometheusRule is config/prometheus/rules.yml. ----
 
 
 def test_prometheusrule_is_generated_from_rules_yml():

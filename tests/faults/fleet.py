@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbhealth.state import AliasState, ServiceState
+from dbhealth.probing.state import AliasState, ServiceState
+
 from tests.dbhealth_fixtures import Harness
 from tests.support.mariadb import MariaDBServer
 from tests.support.postgres import PostgresServer

@@ -303,7 +303,7 @@ OFFLINE_ENVIRONMENT = {
     "HOSTPROJECT_CACHE_PATH": "/nonexistent/cache.sqlite3",
 }
 LAYOUT_SCRIPT = """
-from dbhealth.project_insight import project_layout
+from dbhealth.project.insight import project_layout
 from tests.hostproject.routers import pin_this_thread, this_thread_is_pinned
 pin_this_thread()  # as for a request that carries the pin cookie, or after a write
 for route in project_layout().routes:

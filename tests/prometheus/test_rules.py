@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from dbhealth.dashboards import (
+from dbhealth.generators.dashboards import (
     ALIAS_UID_PREFIX,
     OVERVIEW_UID,
     READABLE_ALIAS,
@@ -18,9 +17,9 @@ from dbhealth.dashboards import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "dbhealth" / "prometheus" / "rules.yml"
-CONFIG = ROOT / "dbhealth" / "prometheus" / "prometheus.yml"
-RULES_TEST = ROOT / "tests" / "prometheus" / "rules_test.yml"
+RULES = ROOT / "config" / "prometheus" / "rules.yml"
+CONFIG = ROOT / "config" / "prometheus" / "prometheus.yml"
+RULES_TEST = ROOT / "config" / "prometheus" / "rules_test.yml"
 RUNBOOK = ROOT / "docs" / "alerts.md"
 
 # Alerts about the exporter itself rather than one database alias.

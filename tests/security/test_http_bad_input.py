@@ -21,7 +21,7 @@ NO_DEBUG = ("Traceback", "DEBUG = True", "URLconf", "Django tried these URL patt
         ("/probe?alias=%3Cscript%3Ealert(1)%3C/script%3E", 404),
         ("/probe?alias=pg_good%0d%0aX-Injected:%201", 404),
         ("/metrics?" + "a=b&" * 900, 200),
-        # Request lines over 4 KiB are refused before Django sees them (dbhealth/server.py).
+        # Request lines over 4 KiB are refused before Django sees them (dbhealth.serving.server).
         ("/metrics?" + "a" * 10000, 414),
         ("/nope", 404),
         ("/metrics/../../etc/passwd", 404),

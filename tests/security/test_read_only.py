@@ -8,10 +8,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dbhealth.probing.vendors.mysql import MySQLProbe
 from django.db import OperationalError, connections
 from django.db.utils import load_backend
-
-from dbhealth.probes.mysql import MySQLProbe
 
 WRITE_STATEMENTS = {
     "insert",
@@ -157,7 +156,7 @@ def test_sqlite_files_stay_byte_for_byte_the_same(tmp_path, make_harness) -> Non
 
 def test_postgres_session_refuses_writes(postgres) -> None:
     """The session options the probe connects with make any write fail on the server."""
-    from dbhealth.probes.postgresql import PostgreSQLProbe
+    from dbhealth.probing.vendors.postgresql import PostgreSQLProbe
 
     settings = PostgreSQLProbe().connection_settings(
         {**postgres.django_settings("app", "postgres", postgres.superuser_password), "OPTIONS": {}},

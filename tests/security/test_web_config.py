@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import bcrypt
 import pytest
+from dbhealth.serving.web_config import BasicAuthUsers
 
-from dbhealth.web_config import BasicAuthUsers
 from tests.serving import REPO, Served, serve
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer

@@ -1,0 +1,1 @@
+"""What to watch: DBHEALTH_* settings, the TOML file, Django DATABASES turned into targets."""

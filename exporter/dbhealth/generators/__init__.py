@@ -1,0 +1,1 @@
+"""Files generated from the code: Grafana dashboards."""

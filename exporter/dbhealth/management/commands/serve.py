@@ -1,0 +1,73 @@
+"""`manage.py serve`: the dbhealth service in this one process (see dbhealth.serving.server)."""
+
+import contextlib
+import logging
+import os
+import sys
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from dbhealth.serving.reload import install_sighup_handler
+from dbhealth.serving.server import DEFAULT_BIND, build_server, parse_bind
+
+# A broken alias is served as down with reason `config`: reported, never a reason to refuse.
+NOT_BLOCKING = {"dbhealth.E002"}
+
+
+def default_bind() -> str:
+    return os.environ.get("DBHEALTH_BIND") or getattr(settings, "DBHEALTH_BIND", "") or DEFAULT_BIND
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve dbhealth's endpoints (/metrics, /probe, /healthz, /sd, /) from this process; over "
+        "TLS and with basic auth users when $DBHEALTH_WEB_CONFIG_FILE names a Prometheus "
+        "exporter-toolkit web configuration file."
+    )
+    # Run by handle() itself, so that a broken alias is reported without stopping the service.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--bind",
+            metavar="HOST:PORT",
+            help=f"address to listen on, [::]:PORT for IPv6 (default: $DBHEALTH_BIND, the "
+            f"DBHEALTH_BIND setting, else {DEFAULT_BIND})",
+        )
+        parser.add_argument(
+            "--access-log", action="store_true", help="log one line per request (uvicorn.access)"
+        )
+
+    def handle(self, *args, bind: str | None = None, access_log: bool = False, **options) -> None:
+        try:
+            host, port = parse_bind(bind or default_bind())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            server = build_server(host, port, access_log=access_log)
+        except ImproperlyConfigured as exc:
+            # One line naming the file and the problem, under manage.py and `python -m django`.
+            self.stderr.write(f"dbhealth: {exc}")
+            sys.exit(1)
+        self.report_checks()
+        install_sighup_handler()
+        # On SIGINT uvicorn shuts down, then re-raises the signal: no traceback for that.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+
+    def report_checks(self) -> None:
+        """Every system check message on stderr; stop only for problems other than aliases.
+
+        No databases: the checks connect to none, so a server that is down is served as down.
+        Django 6.1 runs the model checks on every alias when given None (its MySQL backend
+        connects there to learn the server's version) and would stop the service instead.
+        """
+        issues = [issue for issue in checks.run_checks(databases=[]) if not issue.is_silenced()]
+        for issue in issues:
+            self.stderr.write(f"system check {logging.getLevelName(issue.level)}: {issue}")
+        blocking = [i for i in issues if i.is_serious() and i.id not in NOT_BLOCKING]
+        if blocking:
+            raise CommandError(f"not serving: {len(blocking)} system check error(s) above")

@@ -1,0 +1,235 @@
+"""Probing one alias: the connection dbhealth holds to it, timing, and what a probe reads.
+
+The prober opens the alias through Django's own machinery (its ENGINE and OPTIONS), so wrapper
+engines and third-party backends keep working. An alias that keeps its connection costs a few
+round trips per probe and no connection set-up; one beyond its server's connection cap opens a
+connection per probe and closes it at once (see dbhealth.probing.service).
+
+Only the probe thread of the current run uses the connection. Two calls come from other threads:
+`interrupt` (the watchdog, at the deadline) and `retire` (the service closing); both are guarded by
+`_connection_lock` and checked against the run they are meant for, so that a late interrupt never
+reaches the next run's socket and a connection in use is never closed under its thread.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.utils import load_backend
+
+from dbhealth.configuration.targets import Target
+from dbhealth.probing.failures import classify
+from dbhealth.probing.redaction import redact, secrets_of
+from dbhealth.probing.state import (
+    ACTIVITY_PART,
+    EXPENSIVE_PARTS,
+    INTEGRITY_PART,
+    SERVER_PART,
+    IdHeadroom,
+    Observations,
+)
+from dbhealth.probing.vendors import PROBES, StatementsUnavailable, VendorProbe
+from dbhealth.project.insight import model_of_table, read_project
+
+logger = logging.getLogger(__name__)
+
+# Time kept back from a statement's server-side timeout so that the server cancels it, and says
+# so, before the watchdog's interrupt at the deadline.
+SERVER_TIMEOUT_HEADROOM = 0.2
+
+
+@dataclass
+class Progress:
+    """What a probe has achieved so far; read by whoever settles the run (thread or watchdog)."""
+
+    started: float = field(default_factory=time.monotonic)
+    connect_seconds: float | None = None
+    ping_seconds: float | None = None
+    answered: bool = False
+    error_reason: str | None = None
+    error_message: str | None = None
+    observations: Observations = field(default_factory=Observations)
+    # part -> (reason, message) for optional parts that could not be read this time
+    parts_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Optional parts read to the end this time (what they found may still be None: unknown).
+    parts_read: set[str] = field(default_factory=set)
+    finished_after: float | None = None
+
+
+class AliasProber:
+    def __init__(self, target: Target, keep_connection: bool = True) -> None:
+        self.target = target
+        self.keep_connection = keep_connection
+        self.vendor_probe: VendorProbe | None = PROBES.get(target.vendor)
+        self._secrets = secrets_of(target.settings)
+        self._wrapper: Any = None
+        # Guards _wrapper, _current and _retired against interrupt/retire from other threads.
+        self._connection_lock = threading.Lock()
+        self._current: object | None = None
+        self._retired = False
+        # False when the vendor says the open connection must not serve a later probe.
+        self._reusable = True
+
+    def probe(
+        self, run: object, deadline_at: float, parts: frozenset[str], progress: Progress
+    ) -> None:
+        """Probe once for `run`; never raises. The connection is closed afterwards when it is
+        not to be kept, when it failed, or when the prober was retired meanwhile."""
+        with self._connection_lock:
+            self._current = run
+        try:
+            self._probe(deadline_at, parts, progress)
+        except Exception as exc:
+            progress.error_reason = classify(exc, self.vendor_probe)
+            progress.error_message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            self._discard_connection()
+        finally:
+            progress.finished_after = time.monotonic() - progress.started
+            with self._connection_lock:
+                self._current = None
+                retired = self._retired
+            if retired or not self.keep_connection or not self._reusable:
+                self._discard_connection()
+
+    def _probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
+        if self.vendor_probe is None:
+            raise LookupError(f"no probe for vendor {self.target.vendor!r}")
+        probe = self.vendor_probe
+        reused = self._wrapper is not None and self._wrapper.connection is not None
+        wrapper = self._connection(deadline_at, progress)
+        try:
+            cursor = wrapper.cursor()
+            self._ping(wrapper, cursor, deadline_at, progress)
+        except Exception:
+            if not reused or time.monotonic() >= deadline_at:
+                # Past the deadline the watchdog has interrupted us: a fresh connection would
+                # only keep the alias busy for the driver's connect timeout.
+                raise
+            # The kept connection went bad (server restarted, idle timeout): one fresh try.
+            self._discard_connection()
+            wrapper = self._connection(deadline_at, progress)
+            cursor = wrapper.cursor()
+            self._ping(wrapper, cursor, deadline_at, progress)
+        with cursor:
+            if SERVER_PART in parts:
+                probe.read_server(wrapper, cursor, progress.observations)
+            for part in EXPENSIVE_PARTS:
+                if part in parts:
+                    self._read_part(part, wrapper, cursor, deadline_at, progress)
+
+    def _read_part(
+        self, part: str, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress
+    ) -> None:
+        """An optional part: skipped when it cannot fit before the deadline (so that running
+        out of time never costs the alias its state or its connection), marked failed when it
+        fails, and fatal only when it broke the connection."""
+        remaining = deadline_at - time.monotonic()
+        # Round trips are what a far-away server makes slow: keep two of them in hand.
+        if remaining <= SERVER_TIMEOUT_HEADROOM + 2 * (progress.ping_seconds or 0.0):
+            progress.parts_failed[part] = ("timeout", "no time left before the deadline")
+            return
+        observations = progress.observations
+        probe = self.vendor_probe
+        try:
+            if part == ACTIVITY_PART:
+                probe.read_activity(wrapper, cursor, observations)
+            elif part == "size":
+                observations.size_bytes = probe.read_size(wrapper, cursor)
+            elif part == "ids":
+                observations.id_headroom = name_models(
+                    probe.read_ids(wrapper, cursor, self.target.id_headroom_top_n)
+                )
+            elif part == INTEGRITY_PART:
+                observations.integrity_ok = probe.read_integrity(wrapper, cursor)
+            elif part == "statements":
+                statements = self.vendor_probe.read_statements(
+                    wrapper,
+                    cursor,
+                    self.target.statement_top_n,
+                    self.target.statement_text_length,
+                    remaining - SERVER_TIMEOUT_HEADROOM,
+                )
+                if statements is not None:  # None: the vendor keeps no such statistics
+                    observations.statements = statements
+                    observations.statements_available = True
+            else:
+                observations.project = read_project(
+                    wrapper, cursor, self.target.alias, migrations=self.target.migrations
+                )
+        except StatementsUnavailable as exc:
+            observations.statements_available = False
+            observations.statements_problem = str(exc)
+        except Exception as exc:
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            progress.parts_failed[part] = (classify(exc, self.vendor_probe), message)
+            self._raise_if_connection_broken(exc)
+            return
+        progress.parts_read.add(part)
+
+    def _connection(self, deadline_at: float, progress: Progress) -> Any:
+        if self._wrapper is not None:
+            return self._wrapper
+        # Driver timeouts and server-side statement timeouts follow the alias's own deadline,
+        # the one deadline every probe of it runs under, whoever asked for the probe.
+        settings = self.vendor_probe.connection_settings(self.target.settings, self.target.deadline)
+        self._reusable = self.vendor_probe.keep_connection(settings)
+        wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.target.alias)
+        # Runs of one alias follow each other but not always on the same thread.
+        wrapper.inc_thread_sharing()
+        with self._connection_lock:
+            self._wrapper = wrapper
+        started = time.monotonic()
+        wrapper.ensure_connection()
+        progress.connect_seconds = time.monotonic() - started
+        self.vendor_probe.prepare_connection(wrapper, self.target.deadline)
+        return wrapper
+
+    def _ping(self, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress) -> None:
+        self.vendor_probe.start_probe(wrapper, max(0.0, deadline_at - time.monotonic()))
+        started = time.monotonic()
+        self.vendor_probe.ping(cursor)
+        progress.ping_seconds = time.monotonic() - started
+        progress.answered = True
+
+    def _raise_if_connection_broken(self, error: Exception) -> None:
+        wrapper = self._wrapper
+        if wrapper is None or not wrapper.is_usable():
+            raise error
+
+    def interrupt(self, run: object) -> None:
+        """Wake `run`'s probe thread, blocked past its deadline; a no-op for any other run."""
+        with self._connection_lock:
+            if self._current is not run:
+                return
+            raw = getattr(self._wrapper, "connection", None)
+            if raw is not None and self.vendor_probe is not None:
+                try:
+                    self.vendor_probe.interrupt(raw)
+                except Exception:
+                    logger.debug("interrupting %s failed", self.target.alias, exc_info=True)
+
+    def retire(self) -> None:
+        """Close the connection now if no probe uses it, else when that probe ends."""
+        with self._connection_lock:
+            self._retired = True
+            busy = self._current is not None
+        if not busy:
+            self._discard_connection()
+
+    def _discard_connection(self) -> None:
+        with self._connection_lock:
+            wrapper, self._wrapper = self._wrapper, None
+        if wrapper is not None:
+            try:
+                wrapper.close()
+            except Exception:
+                logger.debug("closing %s failed", self.target.alias, exc_info=True)
+
+
+def name_models(found: list[IdHeadroom] | None) -> list[IdHeadroom] | None:
+    """Name the Django model behind each table, where the project has one (embedded mode)."""
+    for item in found or ():
+        item.model = model_of_table(item.table)
+    return found

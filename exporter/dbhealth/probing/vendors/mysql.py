@@ -1,0 +1,415 @@
+"""MySQL and MariaDB: processlist, information_schema sizes, replica status, statement digests,
+and the health signals (open transactions, lock waits, server counters, AUTO_INCREMENT headroom).
+
+What each needs of the monitoring user (README, "Least privileges"):
+- server status counters (Uptime, Threads_running, Aborted_*, Com_commit/rollback, and on
+  MariaDB Innodb_deadlocks and Innodb_history_list_length): no privilege at all;
+- MySQL's deadlocks and history list length (information_schema.INNODB_METRICS) and every
+  alias's transactions and lock waits (information_schema.INNODB_TRX): PROCESS. Without it both
+  servers refuse these tables (error 1227) and the signals stay None (unknown), never 0;
+- AUTO_INCREMENT headroom: information_schema.COLUMNS lists a column only to a user holding a
+  column privilege on it (SELECT, INSERT, UPDATE or REFERENCES); SHOW VIEW is not one, so without
+  REFERENCES on the schema the headroom is unknown (None).
+"""
+
+import copy
+import re
+from typing import Any, ClassVar
+
+from dbhealth.probing.state import SERVER_FACTS, IdHeadroom, Observations, Statement
+from dbhealth.probing.statement_text import sanitize, source_length
+from dbhealth.probing.vendors.base import (
+    StatementsUnavailable,
+    VendorProbe,
+    driver_error,
+    whole_seconds,
+)
+
+COMMAND_STATES = {"Sleep": "idle", "Query": "active", "Execute": "active"}
+BACKGROUND_USERS = ("system user", "event_scheduler")
+
+CONNECTIONS_QUERY = """
+SELECT COMMAND, COUNT(*) FROM information_schema.PROCESSLIST
+WHERE USER NOT IN ('system user', 'event_scheduler') AND COMMAND <> 'Daemon'
+GROUP BY COMMAND
+"""
+
+SIZE_QUERY = """
+SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = DATABASE()
+"""
+
+# Timers are picoseconds. Digests are summed so that one digest is one series whatever the key.
+STATEMENTS_QUERY = """
+SELECT DIGEST, LEFT(MIN(DIGEST_TEXT), %s), SUM(COUNT_STAR), SUM(SUM_TIMER_WAIT) / 1e12,
+       SUM(SUM_ROWS_SENT + SUM_ROWS_AFFECTED)
+FROM performance_schema.events_statements_summary_by_digest
+WHERE SCHEMA_NAME = DATABASE() AND DIGEST IS NOT NULL
+GROUP BY DIGEST
+ORDER BY SUM(SUM_TIMER_WAIT) DESC
+LIMIT %s
+"""
+MARIADB_STATEMENTS_QUERY = (
+    "SET STATEMENT max_statement_time = {seconds:.3f} FOR " + STATEMENTS_QUERY
+)
+MYSQL_STATEMENTS_QUERY = STATEMENTS_QUERY.replace(
+    "SELECT", "SELECT /*+ MAX_EXECUTION_TIME({milliseconds}) */", 1
+)
+# Server status: counters since the server started, so server-wide (MySQL has no per-schema
+# commit count). MariaDB reads them with the version in one round trip, and UNIX_TIMESTAMP() and
+# Uptime come from the same statement's start time: the start time derived from them is exact.
+# Every row repeats the version (Uptime is always there, so there is a row).
+STATUS_VARIABLES = (
+    "uptime",
+    "threads_running",
+    "aborted_connects",
+    "aborted_clients",
+    "com_commit",
+    "com_rollback",
+    "innodb_deadlocks",
+    "innodb_history_list_length",
+)
+_STATUS_LIST = ", ".join(f"'{name.upper()}'" for name in STATUS_VARIABLES)
+MARIADB_SERVER_QUERY = f"""
+SELECT VERSION(), @@max_connections, UNIX_TIMESTAMP(), VARIABLE_NAME, VARIABLE_VALUE
+FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ({_STATUS_LIST})
+"""
+# MySQL 8 dropped information_schema.GLOBAL_STATUS, and performance_schema.global_status leaves
+# the Com_ counters out: SHOW GLOBAL STATUS (no privilege needed) is a round trip of its own, so
+# the start time derived from it may wobble by a second between probes.
+VERSION_QUERY = "SELECT VERSION(), @@max_connections, UNIX_TIMESTAMP()"
+MYSQL_STATUS_QUERY = (
+    "SHOW GLOBAL STATUS WHERE Variable_name IN "
+    "('Uptime', 'Threads_running', 'Aborted_connects', 'Aborted_clients', 'Com_commit', "
+    "'Com_rollback')"
+)
+# MySQL has no Innodb_deadlocks status; both counters are enabled by default, and a disabled
+# one is left out (unknown). Needs PROCESS. MariaDB reads them here only when its status lacks
+# them (older releases); its column is ENABLED where MySQL's is STATUS.
+INNODB_METRICS = {
+    "lock_deadlocks": "innodb_deadlocks",
+    "trx_rseg_history_len": "innodb_history_list_length",
+}
+MYSQL_INNODB_METRICS_QUERY = """
+SELECT NAME, COUNT FROM information_schema.INNODB_METRICS
+WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len') AND STATUS = 'enabled'
+"""
+MARIADB_INNODB_METRICS_QUERY = """
+SELECT NAME, COUNT FROM information_schema.INNODB_METRICS
+WHERE NAME IN ('lock_deadlocks', 'trx_rseg_history_len') AND ENABLED = 1
+"""
+
+# The alias's open transactions: sessions whose current schema is the alias's, less the probe's
+# own. UNIX_TIMESTAMP(trx_started) reads it in the session's time zone, as the server wrote it;
+# TIME of a Sleep session is how long it has been idle, here with a transaction open. Whole
+# seconds (trx_started has no more). No SECOND unit nor NULL literal: digests rename or replace
+# them, and OWN_SHAPES must match the digest text.
+ACTIVITY_QUERY = """
+SELECT COALESCE(MAX(GREATEST(0, UNIX_TIMESTAMP() - UNIX_TIMESTAMP(t.trx_started))), 0),
+       COALESCE(MAX(CASE WHEN p.COMMAND = 'Sleep' THEN p.TIME END), 0),
+       COUNT(CASE WHEN t.trx_state = 'LOCK WAIT' THEN 1 END),
+       COALESCE(MAX(GREATEST(0, UNIX_TIMESTAMP() - UNIX_TIMESTAMP(t.trx_wait_started))), 0)
+FROM information_schema.INNODB_TRX AS t
+JOIN information_schema.PROCESSLIST AS p ON p.ID = t.trx_mysql_thread_id
+WHERE p.DB = DATABASE() AND p.ID <> CONNECTION_ID()
+"""
+
+# AUTO_INCREMENT columns of the alias's schema, the fullest first: TABLES gives the next value
+# (NULL for a table without one), COLUMNS the column's type and so its largest value (0 for a
+# type without a limit here, such as FLOAT). A table whose column COLUMNS hides (no column
+# privilege) comes first, with seen = 0. Two scans merged by GROUP BY rather than a join: with a
+# join the server scanned COLUMNS of every schema the user can see. MySQL 8 answers
+# TABLES.AUTO_INCREMENT from a cache unless information_schema_stats_expiry is 0 (see
+# prepare_connection); MariaDB asks the storage engine every time.
+IDS_QUERY = """
+SELECT TABLE_NAME, MAX(max_id), MAX(next_id), MAX(visible) AS seen FROM (
+  SELECT TABLE_NAME, 0 AS max_id, AUTO_INCREMENT AS next_id, 0 AS visible
+  FROM information_schema.TABLES
+  WHERE TABLE_SCHEMA = DATABASE() AND AUTO_INCREMENT IS NOT NULL
+  UNION ALL
+  SELECT TABLE_NAME,
+         CASE WHEN COLUMN_TYPE LIKE '%%unsigned%%' THEN
+              CASE DATA_TYPE WHEN 'tinyint' THEN 255 WHEN 'smallint' THEN 65535
+                   WHEN 'mediumint' THEN 16777215 WHEN 'int' THEN 4294967295
+                   WHEN 'bigint' THEN 18446744073709551615 ELSE 0 END
+         ELSE CASE DATA_TYPE WHEN 'tinyint' THEN 127 WHEN 'smallint' THEN 32767
+                   WHEN 'mediumint' THEN 8388607 WHEN 'int' THEN 2147483647
+                   WHEN 'bigint' THEN 9223372036854775807 ELSE 0 END
+         END,
+         0, 1
+  FROM information_schema.COLUMNS
+  WHERE TABLE_SCHEMA = DATABASE() AND EXTRA LIKE '%%auto_increment%%'
+) AS found
+GROUP BY TABLE_NAME
+HAVING MAX(next_id) > 0 AND (MAX(max_id) > 0 OR MAX(visible) = 0)
+ORDER BY seen, (MAX(next_id) - 1) / NULLIF(MAX(max_id) * 1e0, 0) DESC, TABLE_NAME
+LIMIT %s
+"""
+READ_ONLY = "SET SESSION TRANSACTION READ ONLY"
+MARIADB_TIMEOUT = "SET SESSION max_statement_time = {seconds:.3f}"
+MYSQL_TIMEOUT = "SET SESSION max_execution_time = {milliseconds}"
+# MySQL 8.0.3+: information_schema.TABLES answers from statistics cached for up to a day by
+# default; 0 reads them from the storage engine (and writes no cache), for this session only.
+MYSQL_STATS_EXPIRY = "SET SESSION information_schema_stats_expiry = 0"
+MARIADB_REPLICA_STATUS = "SHOW ALL SLAVES STATUS"
+MYSQL_REPLICA_STATUS = "SHOW REPLICA STATUS"
+PERFORMANCE_SCHEMA_QUERY = "SELECT @@performance_schema"
+
+# What runs on the probe's own connection: VendorProbe.ping, the queries above, and what Django
+# and mysqlclient send when they connect. performance_schema's digests have no user column, so
+# these are recognized by their words; on a quiet schema they would be the top statements.
+OWN_STATEMENTS = (
+    "SELECT 1",
+    MARIADB_SERVER_QUERY,
+    VERSION_QUERY,
+    MYSQL_STATUS_QUERY,
+    MYSQL_INNODB_METRICS_QUERY,
+    MARIADB_INNODB_METRICS_QUERY,
+    CONNECTIONS_QUERY,
+    ACTIVITY_QUERY,
+    IDS_QUERY,
+    SIZE_QUERY,
+    READ_ONLY,
+    MARIADB_TIMEOUT.format(seconds=1),
+    MYSQL_TIMEOUT.format(milliseconds=1),
+    MYSQL_STATS_EXPIRY,
+    MARIADB_REPLICA_STATUS,
+    MYSQL_REPLICA_STATUS,
+    PERFORMANCE_SCHEMA_QUERY,
+    MARIADB_STATEMENTS_QUERY.format(seconds=1),
+    MYSQL_STATEMENTS_QUERY.format(milliseconds=1),
+    "SET NAMES utf8mb4",
+    "SET autocommit = 0",
+    "SET SQL_AUTO_IS_NULL = 0",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    """SELECT VERSION(), @@sql_mode, @@default_storage_engine, @@sql_auto_is_null,
+       @@lower_case_table_names, CONVERT_TZ('2001-01-01 01:00:00', 'UTC', 'UTC') IS NOT NULL""",
+)
+_WORD = re.compile(r"[^\W\d][\w$]*")
+# Digest texts name some keywords after a synonym (MariaDB writes USER as SYSTEM_USER).
+_SYNONYMS = {"schema": "database", "system_user": "user"}
+
+
+def statement_shape(text: str) -> tuple[str, ...]:
+    """The words of a statement, which its source text and its digest text share: digests
+    quote identifiers, space tokens and collapse value lists their own way."""
+    return tuple(
+        _SYNONYMS.get(word, word) for word in _WORD.findall(sanitize(text, "mysql").lower())
+    )
+
+
+# With numbers for the parameters, as the driver sends them.
+OWN_SHAPES = frozenset(statement_shape(text.replace("%s", "0")) for text in OWN_STATEMENTS)
+
+ERRNO_REASONS = {
+    1045: "auth",
+    1698: "auth",
+    1044: "permission",
+    1142: "permission",
+    1227: "permission",
+    1370: "permission",
+    1049: "config",
+    2005: "dns",
+    1040: "connection_limit",
+    1203: "connection_limit",
+    1226: "connection_limit",
+    1969: "timeout",
+    3024: "timeout",
+}
+
+
+class MySQLProbe(VendorProbe):
+    vendor: ClassVar[str] = "mysql"
+    # Status counters and the replica's errors describe the server: every alias on it shares them.
+    server_facts: ClassVar[tuple[str, ...]] = (
+        *SERVER_FACTS,
+        "threads_running",
+        "aborted_connections",
+        "transactions",
+        "deadlocks",
+        "undo_history_length",
+        "replica_last_errors",
+    )
+
+    def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
+        result = copy.deepcopy(settings)
+        options = result["OPTIONS"]
+        seconds = whole_seconds(deadline)
+        options["connect_timeout"] = seconds
+        # Backstops only: the watchdog interrupts a blocked read at the deadline itself.
+        options["read_timeout"] = seconds + 1
+        options["write_timeout"] = seconds + 1
+        result["CONN_MAX_AGE"] = None
+        result["CONN_HEALTH_CHECKS"] = False
+        return result
+
+    def prepare_connection(self, wrapper: Any, deadline: float) -> None:
+        with wrapper.cursor() as cursor:
+            cursor.execute(READ_ONLY)
+            if wrapper.mysql_is_mariadb:
+                cursor.execute(MARIADB_TIMEOUT.format(seconds=max(0.1, deadline)))
+            else:
+                cursor.execute(MYSQL_TIMEOUT.format(milliseconds=max(100, int(deadline * 1000))))
+                if wrapper.mysql_version >= (8, 0, 3):
+                    cursor.execute(MYSQL_STATS_EXPIRY)
+
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        if wrapper.mysql_is_mariadb:
+            cursor.execute(MARIADB_SERVER_QUERY)
+            rows = cursor.fetchall()
+            if not rows:  # no status row at all: never seen, but the version is still wanted
+                cursor.execute(VERSION_QUERY)
+                rows = [(*cursor.fetchone(), None, None)]
+            version, max_connections, now = rows[0][:3]
+            status = {name.lower(): value for *_, name, value in rows if name is not None}
+        else:
+            cursor.execute(VERSION_QUERY)
+            version, max_connections, now = cursor.fetchone()
+            cursor.execute(MYSQL_STATUS_QUERY)
+            status = {name.lower(): value for name, value in cursor.fetchall()}
+        observations.version = version.split("-log")[0]
+        observations.connections_max = int(max_connections)
+        if not set(INNODB_METRICS.values()).issubset(status):  # MySQL, or an older MariaDB
+            status.update(self._read_innodb_metrics(wrapper, cursor))
+        counters = {name: int(value) for name, value in status.items() if value is not None}
+        self._read_status(int(now), counters, observations)
+        cursor.execute(CONNECTIONS_QUERY)
+        connections: dict[str, int] = {}
+        for command, count in cursor.fetchall():
+            state = COMMAND_STATES.get(command, "other")
+            connections[state] = connections.get(state, 0) + int(count)
+        observations.connections = connections
+        self._read_replication(wrapper, cursor, observations)
+
+    def _read_replication(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        statement = MARIADB_REPLICA_STATUS if wrapper.mysql_is_mariadb else MYSQL_REPLICA_STATUS
+        try:
+            cursor.execute(statement)
+        except Exception as exc:
+            if self.classify(exc) == "permission":
+                return
+            raise
+        columns = [column[0] for column in cursor.description or ()]
+        rows = [dict(zip(columns, row, strict=False)) for row in cursor.fetchall()]
+        observations.replica = bool(rows)
+        if not rows:
+            return
+        receiving = [row.get("Slave_IO_Running", row.get("Replica_IO_Running")) for row in rows]
+        observations.replica_connected = all(state == "Yes" for state in receiving)
+        # The last error of each thread, 0 when none (a restarted thread clears it).
+        observations.replica_last_errors = {
+            thread: max(int(row.get(column) or 0) for row in rows)
+            for thread, column in (("io", "Last_IO_Errno"), ("sql", "Last_SQL_Errno"))
+        }
+        lags = [row.get("Seconds_Behind_Master", row.get("Seconds_Behind_Source")) for row in rows]
+        known = [float(lag) for lag in lags if lag is not None]
+        # A stopped SQL thread reports NULL: the lag is unknown, not zero.
+        if known and len(known) == len(lags):
+            observations.replication_lag_seconds = max(known)
+
+    def _read_innodb_metrics(self, wrapper: Any, cursor: Any) -> dict[str, int]:
+        """Deadlocks and history list length from INNODB_METRICS, by their status names; nothing
+        without PROCESS."""
+        query = (
+            MARIADB_INNODB_METRICS_QUERY if wrapper.mysql_is_mariadb else MYSQL_INNODB_METRICS_QUERY
+        )
+        try:
+            cursor.execute(query)
+        except Exception as exc:
+            if self.classify(exc) == "permission":
+                return {}
+            raise
+        return {INNODB_METRICS[name]: int(count) for name, count in cursor.fetchall()}
+
+    @staticmethod
+    def _read_status(now: int, status: dict[str, int], observations: Observations) -> None:
+        if "uptime" in status:
+            observations.server_start_time = float(now - status["uptime"])
+        observations.threads_running = status.get("threads_running")
+        if {"aborted_connects", "aborted_clients"}.issubset(status):
+            observations.aborted_connections = {
+                "connect": status["aborted_connects"],
+                "client": status["aborted_clients"],
+            }
+        if {"com_commit", "com_rollback"}.issubset(status):
+            observations.transactions = {
+                "commit": status["com_commit"],
+                "rollback": status["com_rollback"],
+            }
+        observations.deadlocks = status.get("innodb_deadlocks")
+        observations.undo_history_length = status.get("innodb_history_list_length")
+
+    def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        try:
+            cursor.execute(ACTIVITY_QUERY)
+        except Exception as exc:
+            # INNODB_TRX needs PROCESS: without it the signals are unknown, not zero.
+            if self.classify(exc) == "permission":
+                return
+            raise
+        oldest, idle, blocked, waited = cursor.fetchone()
+        observations.oldest_transaction_seconds = float(oldest)
+        observations.oldest_idle_in_transaction_seconds = float(idle)
+        observations.blocked_sessions = int(blocked)
+        observations.longest_lock_wait_seconds = float(waited)
+
+    def read_ids(self, wrapper: Any, cursor: Any, top_n: int) -> list[IdHeadroom] | None:
+        cursor.execute(IDS_QUERY, [top_n])
+        found = []
+        for table, max_id, next_id, visible in cursor.fetchall():
+            if not visible:
+                # A column privilege is missing: the tables listed may not be the fullest.
+                return None
+            limit, used = int(max_id), int(next_id) - 1
+            found.append(IdHeadroom(table=table, ratio=min(1.0, max(0.0, (limit - used) / limit))))
+        return found
+
+    def read_size(self, wrapper: Any, cursor: Any) -> float:
+        cursor.execute(SIZE_QUERY)
+        return float(cursor.fetchone()[0])
+
+    def read_statements(
+        self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
+    ) -> list[Statement]:
+        cursor.execute(PERFORMANCE_SCHEMA_QUERY)
+        if not int(cursor.fetchone()[0]):
+            raise StatementsUnavailable("performance_schema is off")
+        if wrapper.mysql_is_mariadb:
+            query = MARIADB_STATEMENTS_QUERY.format(seconds=max(0.01, timeout))
+        else:
+            query = MYSQL_STATEMENTS_QUERY.format(milliseconds=int(timeout * 1000))
+        try:
+            # Enough rows that top_n remain once the probe's own statements are left out.
+            cursor.execute(query, [source_length(text_length), top_n + len(OWN_SHAPES)])
+            rows = cursor.fetchall()
+        except Exception as exc:
+            if self.classify(exc) == "permission":
+                raise StatementsUnavailable("no SELECT privilege on performance_schema") from None
+            raise
+        others = [row for row in rows if statement_shape(row[1] or "") not in OWN_SHAPES]
+        return [
+            Statement(
+                queryid=str(digest),
+                query=sanitize(text or "", "mysql")[:text_length],
+                calls=int(calls),
+                total_seconds=float(total_seconds),
+                mean_seconds=float(total_seconds) / int(calls) if calls else 0.0,
+                rows=int(rows_count or 0),
+            )
+            for digest, text, calls, total_seconds, rows_count in others[:top_n]
+        ]
+
+    def classify(self, error: BaseException) -> str | None:
+        cause = driver_error(error)
+        args = getattr(cause, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code in ERRNO_REASONS:
+            return ERRNO_REASONS[code]
+        text = str(cause).lower()
+        if code in (2002, 2003):
+            return "timeout" if "(110" in text or "timed out" in text else "refused"
+        if code in (2013, 2006) and "timeout" in text:
+            return "timeout"
+        if "unknown server host" in text or "name or service not known" in text:
+            return "dns"
+        return None

@@ -1,0 +1,338 @@
+"""PostgreSQL: pg_stat_activity, pg_database_size, recovery state, pg_stat_statements, locks,
+wraparound, replication slots and sequences."""
+
+import copy
+import re
+from typing import Any, ClassVar
+
+from dbhealth.probing.state import (
+    SERVER_FACTS,
+    SESSION_FIELDS,
+    IdHeadroom,
+    Observations,
+    ReplicationSlot,
+    Statement,
+)
+from dbhealth.probing.statement_text import sanitize, source_length
+from dbhealth.probing.vendors.base import (
+    StatementsUnavailable,
+    VendorProbe,
+    driver_error,
+    whole_seconds,
+)
+
+# One round trip for everything cheap; lag is 0 when the replica has replayed all it received,
+# otherwise the age of the last replayed transaction. A role without pg_read_all_stats sees the
+# WAL receiver's row but not its status: connected is then NULL (unknown), not false.
+# Replication slots are read by every role (pg_replication_slots is public). The WAL a slot keeps
+# is measured from the primary's current position; a replica has none (pg_current_wal_lsn()
+# fails during recovery), so there it is NULL, and the metrics show slots of primaries only.
+STATUS_QUERY = """
+SELECT current_setting('server_version'),
+       current_setting('max_connections')::int,
+       pg_is_in_recovery(),
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))
+       END,
+       (SELECT CASE WHEN count(*) = 0 THEN false ELSE bool_or(status = 'streaming') END
+        FROM pg_stat_wal_receiver),
+       (SELECT json_object_agg(state, n) FROM (
+            SELECT COALESCE(state, 'unknown') AS state, count(*) AS n
+            FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1) AS s),
+       EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8,
+       (SELECT json_agg(json_build_array(
+                    slot_name,
+                    active,
+                    CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL
+                         ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8
+                    END) ORDER BY slot_name)
+        FROM pg_replication_slots),
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+       (SELECT json_object_agg(datname, json_build_array(oldest, idle, blocked, waited)) FROM (
+            SELECT a.datname,
+                   GREATEST(0, EXTRACT(EPOCH FROM COALESCE(max(now() - a.xact_start), '0s'))),
+                   GREATEST(0, EXTRACT(EPOCH FROM COALESCE(max(now() - a.state_change) FILTER (
+                       WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')),
+                       '0s'))),
+                   count(*) FILTER (WHERE a.wait_event_type = 'Lock'),
+                   GREATEST(0, EXTRACT(EPOCH FROM COALESCE(max(now() - {wait_since}) FILTER (
+                       WHERE a.wait_event_type = 'Lock'), '0s')))
+            FROM pg_stat_activity AS a
+            WHERE pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+              AND a.backend_type = 'client backend' AND a.datname IS NOT NULL
+              AND a.pid <> pg_backend_pid()
+              AND a.application_name IS DISTINCT FROM 'dbhealth'
+            GROUP BY a.datname) AS s (datname, oldest, idle, blocked, waited))
+"""
+# When a session began to wait for its lock: PostgreSQL 14+ says so in pg_locks (read only for
+# waiting sessions); before, the waiting statement's start stands in.
+WAIT_SINCE_14 = (
+    "CASE WHEN a.wait_event_type = 'Lock' THEN COALESCE((SELECT min(l.waitstart) FROM pg_locks"
+    " AS l WHERE l.pid = a.pid AND NOT l.granted), a.query_start) END"
+)
+WAIT_SINCE_BEFORE_14 = "a.query_start"
+
+# The alias's own database, in one round trip, on every probe: its transactions, deadlocks and
+# transaction-id ages (pg_stat_database and pg_database are readable by every role). Its
+# sessions (oldest and idle transactions, lock waits) come with the server facts instead, for
+# every database in one scan of pg_stat_activity: scanned once per alias, the view's cost grew
+# with aliases times connections (660 ms of server time per scrape for 200 databases).
+ACTIVITY_QUERY = """
+SELECT age(d.datfrozenxid), mxid_age(d.datminmxid), s.xact_commit, s.xact_rollback, s.deadlocks
+FROM pg_database AS d LEFT JOIN pg_stat_database AS s ON s.datid = d.oid
+WHERE d.datname = current_database()
+"""
+
+# Sequences owned by a table's column (serial, identity: Django's AutoField, BigAutoField,
+# SmallAutoField), read at most once per refresh_interval, in one round trip. A column's range
+# ends at its sequence's bound or its type's, whichever comes first (a bigint sequence behind an
+# integer column runs out at 2^31 - 1); the share still free is measured in the direction the
+# sequence moves. A sequence never used (last_value NULL) leaves its whole range free. Its last
+# value is only readable with SELECT or USAGE on it (as pg_sequences does): a table with a
+# sequence the role cannot read is left out, never reported as full or empty. The first row
+# carries how many tables have such sequences and how many of them could be read.
+IDS_QUERY = """
+WITH owned AS (
+    SELECT tab.oid AS relid,
+           CASE WHEN ns.nspname = current_schema() THEN tab.relname
+                ELSE ns.nspname || '.' || tab.relname END AS label,
+           seq.seqincrement > 0 AS ascending,
+           GREATEST(seq.seqmin::numeric, CASE base.typname WHEN 'int2' THEN -32768
+                                                       WHEN 'int4' THEN -2147483648
+                                                       WHEN 'int8' THEN -9223372036854775808
+                                         END) AS low,
+           LEAST(seq.seqmax::numeric, CASE base.typname WHEN 'int2' THEN 32767
+                                                    WHEN 'int4' THEN 2147483647
+                                                    WHEN 'int8' THEN 9223372036854775807
+                                      END) AS high,
+           has_sequence_privilege(seq.seqrelid, 'SELECT,USAGE') AS readable,
+           CASE WHEN has_sequence_privilege(seq.seqrelid, 'SELECT,USAGE')
+                THEN pg_sequence_last_value(seq.seqrelid) END AS last_value
+    FROM pg_depend AS dep
+    JOIN pg_sequence AS seq ON seq.seqrelid = dep.objid
+    JOIN pg_class AS tab ON tab.oid = dep.refobjid
+    JOIN pg_namespace AS ns ON ns.oid = tab.relnamespace
+    JOIN pg_attribute AS att ON att.attrelid = tab.oid AND att.attnum = dep.refobjsubid
+    JOIN pg_type AS typ ON typ.oid = att.atttypid
+    JOIN pg_type AS base ON base.oid = CASE WHEN typ.typtype = 'd' THEN typ.typbasetype
+                                            ELSE typ.oid END
+    WHERE dep.classid = 'pg_class'::regclass
+      AND dep.refclassid = 'pg_class'::regclass
+      AND dep.deptype IN ('a', 'i')
+      AND dep.refobjsubid > 0
+      AND NOT pg_is_other_temp_schema(ns.oid)
+), tables AS (
+    SELECT relid, min(label) AS label, bool_and(readable) AS readable,
+           min(GREATEST(0, LEAST(1, CASE
+               WHEN last_value IS NULL THEN 1
+               WHEN high < low THEN 0
+               WHEN ascending THEN (high - last_value) / (high - low + 1)
+               ELSE (last_value - low) / (high - low + 1)
+           END)))::float8 AS ratio
+    FROM owned GROUP BY relid
+)
+SELECT (SELECT count(*) FROM tables), (SELECT count(*) FROM tables WHERE readable),
+       top.label, top.ratio
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT label, ratio FROM tables WHERE readable ORDER BY ratio, label LIMIT %s
+) AS top ON true
+ORDER BY top.ratio, top.label
+"""
+
+# pg_stat_statements keys rows by (user, database, queryid, toplevel): summing per queryid keeps
+# one series per statement, where exporting rows as they are yields duplicate series. The probing
+# role's own statements are left out: on a quiet database they would be the top statements.
+STATEMENTS_QUERY = """
+SELECT queryid::text, left(min(query), %s), sum(calls)::bigint,
+       sum({total}) / 1000.0, sum(rows)::bigint
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  AND queryid IS NOT NULL
+GROUP BY queryid
+ORDER BY sum({total}) DESC
+LIMIT %s
+"""
+
+STATE_NAMES = {
+    "idle in transaction": "idle_in_transaction",
+    "idle in transaction (aborted)": "idle_in_transaction_aborted",
+    "fastpath function call": "fastpath",
+}
+
+# psycopg 3 gives a failed connection no SQLSTATE (libpq reports it as text), so the server's
+# message decides. They come first: SQLSTATE 28000 covers both a missing role and pg_hba.conf.
+# pg_hba.conf refusing the address, user or database is `permission`, not `auth`: it refuses
+# before any credential is checked, and the fix is the server's access rules, not the password.
+MESSAGE_REASONS = (
+    (re.compile(r'database ".*" does not exist'), "config"),
+    (re.compile(r"permission denied for database|does not have connect privilege"), "permission"),
+    (re.compile(r"pg_hba\.conf"), "permission"),
+    (re.compile(r"password authentication failed|no password supplied"), "auth"),
+    (re.compile(r'role ".*" does not exist'), "auth"),
+    (re.compile(r"too many clients|remaining connection slots are reserved"), "connection_limit"),
+)
+
+SQLSTATE_REASONS = {
+    "28P01": "auth",
+    "28000": "auth",
+    "3D000": "config",
+    "42501": "permission",
+    "57014": "timeout",
+    "55P03": "timeout",
+    "53300": "connection_limit",
+    "57P03": "refused",
+}
+
+
+class PostgreSQLProbe(VendorProbe):
+    vendor: ClassVar[str] = "postgresql"
+    # Replication slots belong to the server, not to one database: read with the server facts.
+    server_facts: ClassVar[tuple[str, ...]] = (
+        *SERVER_FACTS,
+        "replication_slots",
+        "sessions_by_database",
+        *SESSION_FIELDS,
+    )
+
+    def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
+        result = copy.deepcopy(settings)
+        options = result["OPTIONS"]
+        # A probe keeps its own plain connection: a pool would hold connections the probe cannot
+        # interrupt and would outlive the probe's bookkeeping.
+        options.pop("pool", None)
+        options["connect_timeout"] = whole_seconds(deadline, minimum=2)
+        options.setdefault("application_name", "dbhealth")
+        timeout_ms = max(100, int(deadline * 1000))
+        session = (
+            f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
+            f" -c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout=60000"
+        )
+        options["options"] = f"{options.get('options', '')} {session}".strip()
+        result["CONN_MAX_AGE"] = None
+        result["CONN_HEALTH_CHECKS"] = False
+        return result
+
+    def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        recent = wrapper.connection.info.server_version >= 140000
+        cursor.execute(
+            STATUS_QUERY.format(wait_since=WAIT_SINCE_14 if recent else WAIT_SINCE_BEFORE_14)
+        )
+        row = cursor.fetchone()
+        version, max_connections, in_recovery, lag, streaming, states, started, slots = row[:8]
+        sees_all, sessions = row[8:]
+        # Per database: (oldest, idle in transaction, blocked, longest wait); None when the
+        # role cannot see other sessions (no pg_read_all_stats): unknown, never 0.
+        observations.sessions_by_database = (
+            {name: tuple(values) for name, values in (sessions or {}).items()} if sees_all else None
+        )
+        observations.version = version.split()[0]
+        observations.connections_max = max_connections
+        observations.replica = bool(in_recovery)
+        # Lag alone cannot tell a replica that is caught up from one whose primary is gone:
+        # both have replayed all they received.
+        observations.replica_connected = (
+            bool(streaming) if in_recovery and streaming is not None else None
+        )
+        observations.replication_lag_seconds = float(lag) if lag is not None else None
+        observations.connections = {
+            STATE_NAMES.get(state, state.replace(" ", "_")): int(count)
+            for state, count in (states or {}).items()
+        }
+        observations.server_start_time = float(started)
+        observations.replication_slots = [
+            ReplicationSlot(
+                name=name,
+                active=bool(active),
+                retained_bytes=float(retained) if retained is not None else None,
+            )
+            for name, active, retained in slots or ()
+        ]
+
+    def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
+        cursor.execute(ACTIVITY_QUERY)
+        xid_age, mxid_age, commits, rollbacks, deadlocks = cursor.fetchone()
+        if commits is not None:
+            observations.transactions = {"commit": int(commits), "rollback": int(rollbacks)}
+            observations.deadlocks = int(deadlocks)
+        observations.transaction_id_age = int(xid_age)
+        observations.multixact_id_age = int(mxid_age)
+
+    def read_size(self, wrapper: Any, cursor: Any) -> float:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        return float(cursor.fetchone()[0])
+
+    def read_ids(self, wrapper: Any, cursor: Any, top_n: int) -> list[IdHeadroom] | None:
+        cursor.execute(IDS_QUERY, [top_n])
+        rows = cursor.fetchall()
+        tables, readable = rows[0][0], rows[0][1]
+        if tables and not readable:
+            return None  # every sequence is hidden from the role: unknown, not "no tables"
+        return [
+            IdHeadroom(table=label, ratio=float(ratio))
+            for _, _, label, ratio in rows
+            if label is not None
+        ]
+
+    def read_statements(
+        self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
+    ) -> list[Statement]:
+        from psycopg import errors
+
+        # Known from the connection's start-up, without a query.
+        total = (
+            "total_exec_time" if wrapper.connection.info.server_version >= 130000 else "total_time"
+        )
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, false)", [str(max(1, int(timeout * 1000)))]
+        )
+        try:
+            cursor.execute(
+                STATEMENTS_QUERY.format(total=total), [source_length(text_length), top_n]
+            )
+            rows = cursor.fetchall()
+        except Exception as exc:
+            cause = driver_error(exc)
+            if isinstance(cause, errors.UndefinedTable):
+                raise StatementsUnavailable("pg_stat_statements is not installed here") from None
+            if isinstance(cause, errors.ObjectNotInPrerequisiteState):
+                raise StatementsUnavailable("pg_stat_statements is not preloaded") from None
+            if isinstance(cause, errors.InsufficientPrivilege):
+                raise StatementsUnavailable("no privilege on pg_stat_statements") from None
+            raise
+        finally:
+            cursor.execute("RESET statement_timeout")
+        return [
+            Statement(
+                queryid=queryid,
+                query=sanitize(text or "")[:text_length],
+                calls=int(calls),
+                total_seconds=float(total_seconds),
+                mean_seconds=float(total_seconds) / calls if calls else 0.0,
+                rows=int(rows_count),
+            )
+            for queryid, text, calls, total_seconds, rows_count in rows
+        ]
+
+    def classify(self, error: BaseException) -> str | None:
+        import psycopg
+
+        cause = driver_error(error)
+        text = str(cause).lower()
+        for pattern, reason in MESSAGE_REASONS:
+            if pattern.search(text):
+                return reason
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate in SQLSTATE_REASONS:
+            return SQLSTATE_REASONS[sqlstate]
+        if "timeout expired" in text or "timed out" in text:
+            return "timeout"
+        if "connection refused" in text or "no such file or directory" in text:
+            return "refused"
+        if "resolve host" in text or "translate host name" in text or "name or service" in text:
+            return "dns"
+        if isinstance(cause, psycopg.ProgrammingError) or "invalid dsn" in text:
+            return "config"
+        return None

@@ -1,0 +1,1 @@
+"""What the Django project expects of its aliases: migrations, routes, unmanaged tables."""

@@ -1,0 +1,1 @@
+"""Serving over HTTP: the server, web config and auth, views, reload."""

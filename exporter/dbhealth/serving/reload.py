@@ -1,0 +1,93 @@
+"""Reloading the TOML configuration without a restart: on SIGHUP, or `POST /-/reload` when enabled.
+
+Like Prometheus and Alertmanager: a file that cannot be used keeps the old configuration serving,
+is logged in one line, and shows as `dbhealth_config_last_reload_successful 0`; a good one adds
+and removes aliases while every unchanged alias keeps its connection and its counters. Only the
+standalone service has a file to reload (DBHEALTH_CONFIG); a host project's settings are Python
+and need a restart.
+"""
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from dbhealth.configuration.targets import load_targets, service_options
+from dbhealth.configuration.toml_file import load_config_file
+from dbhealth.probing.service import probe_service
+
+logger = logging.getLogger("dbhealth")
+
+
+@dataclass
+class ReloadStatus:
+    successful: bool
+    last_success: float  # wall clock: when the configuration in use was loaded
+
+
+# The configuration in use was loaded when the process started.
+status = ReloadStatus(successful=True, last_success=time.time())
+# One reload at a time: SIGHUP and the endpoint may arrive together.
+_reloading = threading.Lock()
+
+
+class ReloadUnavailable(Exception):
+    """There is no configuration file to reload."""
+
+
+def config_file() -> Path | None:
+    path = getattr(settings, "DBHEALTH_CONFIG_FILE", None)
+    return Path(path) if path else None
+
+
+def reload_configuration() -> None:
+    """Re-read the file and apply it; ImproperlyConfigured (one line) when it cannot be used."""
+    path = config_file()
+    if path is None:
+        raise ReloadUnavailable("no DBHEALTH_CONFIG file to reload: restart to change settings")
+    with _reloading:
+        try:
+            loaded = load_config_file(path)
+        except ImproperlyConfigured as exc:
+            status.successful = False
+            logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+            raise
+        previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS
+        settings.DATABASES, settings.DBHEALTH_DEFAULTS = loaded.databases, loaded.defaults
+        load_targets.cache_clear()
+        service_options.cache_clear()
+        try:
+            targets, options = load_targets(), service_options()
+        except (ImproperlyConfigured, ValueError) as exc:
+            settings.DATABASES, settings.DBHEALTH_DEFAULTS = previous
+            load_targets.cache_clear()
+            service_options.cache_clear()
+            status.successful = False
+            logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+            raise ImproperlyConfigured(str(exc)) from None
+        probe_service().reconfigure(targets, options)
+        status.successful = True
+        status.last_success = time.time()
+        logger.info("configuration reloaded from %s: %d aliases", path, len(targets))
+
+
+def install_sighup_handler() -> None:
+    """SIGHUP reloads, in a thread of its own: a signal handler must not do the work."""
+
+    def on_hangup(signum, frame) -> None:
+        threading.Thread(target=reload_quietly, name="dbhealth-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hangup)
+
+
+def reload_quietly() -> None:
+    try:
+        reload_configuration()
+    except (ImproperlyConfigured, ReloadUnavailable) as exc:
+        if isinstance(exc, ReloadUnavailable):
+            logger.warning("SIGHUP ignored: %s", exc)

@@ -1,0 +1,248 @@
+"""The dbhealth service's HTTP server: uvicorn, in this process, serving Django's ASGI application.
+
+Why one process: dbhealth.probing.service keeps every database connection, every probe in flight
+and all probe state in memory, so exactly one process owns probing and every scrape, from any
+number of Prometheus servers, shares its probes. Worker processes would each probe on their own.
+
+Why uvicorn: its asyncio loop holds client connections without a thread each, so idle and slow
+("slowloris") clients cost a socket, never the thread a scrape needs (gunicorn's gthread worker
+gives every accepted connection a worker thread). Django runs each sync view in a thread of its
+own (ThreadSensitiveContext per request). uvicorn also speaks TLS.
+
+TLS, basic auth users and response headers come from DBHEALTH_WEB_CONFIG_FILE, the Prometheus
+exporter-toolkit's web configuration format (web_config.py). The file is read and every
+certificate loaded before anything is bound; uvicorn gets an ssl.SSLContext through Config's
+ssl_context_factory (uvicorn 0.47+), since its own ssl_* options have no minimum or maximum TLS
+version: web_config.ReloadingContext, which gives each new connection the context of the file
+as it is now (the file and its certificates are re-read when they change).
+
+Embedded in a host project (`python -m django serve` with the host's settings, `exporter` in its
+INSTALLED_APPS), this process serves dbhealth's own URLconf and middleware, not the host's: it
+runs beside the host's web workers, which then never probe.
+"""
+
+import ipaddress
+import logging
+import resource
+import ssl
+
+import uvicorn
+from django.conf import settings
+from django.urls import clear_url_caches
+
+from dbhealth.configuration.environment import env_seconds
+from dbhealth.serving import web_config
+from dbhealth.serving.http_protocol import REQUEST_HEAD_TIMEOUT_SECONDS, with_head_timeout
+from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
+
+DEFAULT_BIND = "127.0.0.1:10433"
+# Longer than Prometheus's default scrape interval (1 m): the connection one scrape used is still
+# open for the next, so the server never closes it just as Prometheus reuses it.
+KEEP_ALIVE_SECONDS = 75
+# Request heads larger than these never reach Django (see RequestHeadLimit).
+MAX_REQUEST_TARGET_BYTES = 4 * 1024
+MAX_REQUEST_HEAD_BYTES = 8 * 1024
+# Open client connections at most (idle ones count too, so it is generous): one more is closed
+# as soon as it is accepted (http_protocol), and so is one that does not send a whole request
+# head within DBHEALTH_REQUEST_HEAD_TIMEOUT seconds.
+MAX_CONNECTIONS = 1000
+HEAD_TIMEOUT_SETTING = "DBHEALTH_REQUEST_HEAD_TIMEOUT"
+# Connections waiting to be accepted, and so the most the event loop accepts in one go (asyncio
+# accepts up to the backlog at once, before it can close any beyond the limit).
+ACCEPT_BACKLOG = 128
+# File descriptors kept for everything but client connections: one accept burst, database
+# connections (at most max_connections_per_server per server), log files, the interpreter's own.
+RESERVED_FILES = ACCEPT_BACKLOG + 128
+# On SIGTERM, requests in flight get this long to finish (a scrape ends within its budget).
+GRACEFUL_SHUTDOWN_SECONDS = 15
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """HOST:PORT, or [IPV6]:PORT, as (host, port); ValueError with a one-line reason."""
+    host, separator, port_text = text.strip().rpartition(":")
+    if not separator or not host:
+        raise ValueError(f"bind address {text!r}: expected HOST:PORT or [IPV6]:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bind address {text!r}: {host!r} is not an IPv6 address") from None
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"bind address {text!r}: write an IPv6 address in brackets, [::]:PORT")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bind address {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def apply_service_settings() -> None:
+    """Serve dbhealth's URLs through dbhealth's middleware, whatever the settings module says.
+
+    With a host project's settings, its DBHEALTH_ALLOWED_HOSTS (when set) replaces ALLOWED_HOSTS.
+    This process is dbhealth's own, so /metrics carries its process registry (process_*,
+    python_*, django_http_*) unless the settings say otherwise. Call before the ASGI application
+    is built: Django reads MIDDLEWARE when it builds the handler.
+    """
+    settings.ROOT_URLCONF = SERVICE_URLCONF
+    settings.MIDDLEWARE = list(SERVICE_MIDDLEWARE)
+    if not hasattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS"):
+        settings.DBHEALTH_EXPORT_PROCESS_METRICS = True
+    hosts = getattr(settings, "DBHEALTH_ALLOWED_HOSTS", None)
+    if hosts is not None:
+        if isinstance(hosts, str):
+            hosts = [host.strip() for host in hosts.split(",") if host.strip()]
+        settings.ALLOWED_HOSTS = list(hosts)
+    clear_url_caches()
+
+
+class RequestHeadLimit:
+    """ASGI middleware: 414 for a request target over MAX_REQUEST_TARGET_BYTES, 431 for headers
+    over MAX_REQUEST_HEAD_BYTES, before Django sees the request.
+
+    uvicorn's h11_max_incomplete_event_size (400) stops only a head still incomplete after a read:
+    one that arrives whole in a single read passes h11 at any size up to the read size.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("raw_path") or scope["path"].encode()
+            target = len(path) + 1 + len(scope["query_string"])
+            head = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if target > MAX_REQUEST_TARGET_BYTES:
+                return await refuse(send, 414, "request line too long")
+            if head > MAX_REQUEST_HEAD_BYTES:
+                return await refuse(send, 431, "request headers too large")
+        await self.app(scope, receive, send)
+
+
+class ResponseHeaders:
+    """ASGI middleware: set the web configuration's headers (http_server_config.headers) on every
+    response, replacing any of the same name, as the toolkit's Header().Set does. They are those
+    of the file as it is when the request starts (web_config re-reads it when it changes)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._source: tuple[tuple[str, str], ...] = ()
+        self._encoded: tuple[list[tuple[bytes, bytes]], set[bytes]] = ([], set())
+
+    def current(self) -> tuple[list[tuple[bytes, bytes]], set[bytes]]:
+        """The headers, encoded, and their lower-case names (encoded again only on a change)."""
+        headers = web_config.active_headers()
+        if headers is not self._source:  # runs on the event loop only: no lock needed
+            encoded = [(name.encode(), value.encode()) for name, value in headers]
+            self._source, self._encoded = headers, (encoded, {name.lower() for name, _ in encoded})
+        return self._encoded
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers, names = self.current()
+        if not headers:
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = {**message, "headers": kept + headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def refuse(send, status: int, message: str) -> None:
+    body = f"{message}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def client_connection_limit() -> int:
+    """MAX_CONNECTIONS, or fewer when the open-file limit cannot hold them beside RESERVED_FILES.
+
+    Client connections must never take the descriptors a probe needs: a database connection
+    that fails with "too many open files" would report the alias down to every scraper. So the
+    soft limit is first raised to the hard one (as Go's runtime does for Go exporters; container
+    runtimes often start processes at a soft limit of 1024), and if that is still too low, fewer
+    client connections are accepted, with one warning line.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= MAX_CONNECTIONS + RESERVED_FILES:
+        return MAX_CONNECTIONS
+    limit = max(soft - RESERVED_FILES, 1)
+    logging.getLogger(__name__).warning(
+        "open-file limit %d: accepting at most %d client connections (not %d) to keep %d "
+        "descriptors for database connections; raise the limit (ulimit -n) to lift this",
+        soft,
+        limit,
+        MAX_CONNECTIONS,
+        RESERVED_FILES,
+    )
+    return limit
+
+
+def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
+    """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
+    (an unusable token file or web configuration file, for two) before anything is bound."""
+    from django.core.asgi import get_asgi_application
+
+    web = web_config.configured_web_config()
+    head_timeout = env_seconds(HEAD_TIMEOUT_SETTING, default=REQUEST_HEAD_TIMEOUT_SECONDS)
+    apply_service_settings()
+    web_config.activate(web)
+    application = RequestHeadLimit(get_asgi_application())
+    if web is not None:  # headers may come with a later version of the file
+        application = ResponseHeaders(application)
+    tls = web.tls if web is not None else None
+    if web is not None:
+        logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
+    # log_config=None: uvicorn configures no logging of its own, so `uvicorn.error` propagates to
+    # the handlers of Django's LOGGING like every other logger (unless LOGGING says otherwise).
+    access = logging.getLogger("uvicorn.access")
+    if access_log and access.level == logging.NOTSET:
+        # Asked for: one INFO line per request even where the root logger shows warnings only.
+        access.setLevel(logging.INFO)
+    config = uvicorn.Config(
+        application,
+        host=host,
+        port=port,
+        loop="asyncio",
+        http=with_head_timeout(head_timeout),
+        ws="none",
+        lifespan="off",
+        interface="asgi3",
+        server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        limit_concurrency=client_connection_limit(),
+        backlog=ACCEPT_BACKLOG,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_config=None,
+        access_log=access_log,
+        ssl_context_factory=None if tls is None else prebuilt_context(web_config.serving_context()),
+    )
+    return uvicorn.Server(config)
+
+
+def prebuilt_context(context: ssl.SSLContext):
+    """An ssl_context_factory for uvicorn.Config that hands over a context already built (by
+    dbhealth.serving.web_config) instead of uvicorn's default one."""
+
+    def factory(config: uvicorn.Config, default_factory) -> ssl.SSLContext:
+        return context
+
+    return factory

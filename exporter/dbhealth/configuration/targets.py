@@ -88,6 +88,10 @@ class ServiceOptions:
     min_interval: float
     scrape_timeout_margin: float
     max_connections_per_server: int
+    # How often aliases beyond their server's kept connections are probed, stalest first.
+    rotation_interval: float = 30.0
+    # Servers whose databases are discovered: each needs one connection for the listing.
+    listed_servers: tuple[tuple[str, ...], ...] = ()
 
 
 def global_options() -> dict[str, Any]:
@@ -107,6 +111,7 @@ def service_options() -> ServiceOptions:
         max_connections_per_server=positive_whole_number(
             options["max_connections_per_server"], "max_connections_per_server"
         ),
+        rotation_interval=positive_number(options["rotation_interval"], "rotation_interval"),
     )
 
 

@@ -49,10 +49,25 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         families = Families()
+        slot_waits = counter(
+            "dbhealth_probe_slot_waits",
+            "Scrapes that found the alias due while it waited for one of the exporter's own"
+            " connection slots or probe threads; it kept its last result (see probe_age).",
+            labels=["alias"],
+        )
+        probe_age = gauge(
+            "dbhealth_probe_age_seconds",
+            "Time since the alias's last recorded probe.",
+            labels=["alias"],
+        )
         for target in self.targets:
             alias_state = self.state.aliases.get(target.alias)
             if alias_state is not None:
                 families.add_alias(target, alias_state, self.now)
+                probe_age.add_metric([target.alias], max(0.0, self.now - alias_state.checked_at))
+            slot_waits.add_metric([target.alias], self.state.slot_waits.get(target.alias, 0))
+        yield slot_waits
+        yield probe_age
         rounds = counter("dbhealth_probe_rounds", "Probe rounds run by the whole service.")
         rounds.add_metric([], self.state.rounds)
         yield rounds

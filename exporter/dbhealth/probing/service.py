@@ -20,12 +20,14 @@ for its queue. Nothing takes `_lock` while holding another of these locks.
 """
 
 import copy
+import functools
 import heapq
 import itertools
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -55,6 +57,16 @@ logger = logging.getLogger("dbhealth")
 # How long a request without a budget (CLI, /healthz without the header) waits beyond the longest
 # deadline: the watchdog settles every probe at its deadline, so this only absorbs scheduling.
 UNBUDGETED_GRACE = 0.5
+# The probe threads of a whole service, whatever the number of aliases: a thread per probe made
+# 10,000 aliases start about 5,500 threads per scrape. A hung server holds at most its
+# max_connections_per_server of them (until the deadline or the driver's connect timeout).
+PROBE_THREADS = 64
+# How long an idle probe thread waits for more work before it ends.
+POOL_LINGER = 1.0
+IDLE_THREAD_NAME = "dbhealth-probe-idle"
+
+# An alias's state before and after a recording, logged once the service's lock is released.
+Change = tuple[Target, AliasState | None, AliasState]
 
 
 @dataclass(eq=False)
@@ -67,9 +79,15 @@ class ProbeRun:
     deadline_at: float  # monotonic
     # The run before, whose thread was still alive when this one started: waited for first.
     after: "ProbeRun | None" = None
+    # The spare connection slot of its server this run holds, if it is not a kept alias; handed
+    # to the next waiting alias of the server, or released, when the run ends.
+    slot: threading.BoundedSemaphore | None = None
     progress: Progress = field(default_factory=Progress)
     settled: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
+    # Set under the service's lock when a pool thread takes the run up. A run still queued for
+    # a thread when its deadline comes was never probed: the exporter's own queue is no failure.
+    started: bool = False
     # What the thread waits for before it may probe, if anything: said when the deadline comes.
     waiting_for: str | None = None
 
@@ -78,32 +96,56 @@ class ProbeRun:
 class ServerConnections:
     """The connection budget of one database server (vendor, host, port).
 
-    Aliases in `kept` hold one connection each between probes. The others open a connection per
-    probe, and at most `spare` of those are open at once, so the server never sees more than
-    `max_connections_per_server` connections from this service.
+    Aliases in `kept` hold one connection each between probes. The others (`rotating`) open a
+    connection per probe on one of `spare` slots, stalest first, so the server never sees more
+    than `limit` connections from this service. A rotating alias due while every slot is taken
+    waits in `waiting` (in the order it became due) and keeps its last result meanwhile.
     """
 
     kept: frozenset[str]
     spare: threading.BoundedSemaphore | None
+    spare_count: int
     limit: int
+    waiting: dict[str, Target] = field(default_factory=dict)
 
 
 def plan_connections(
-    targets: Iterable[Target], limit: int
+    targets: Iterable[Target],
+    limit: int,
+    listed: Iterable[tuple[str, ...]] = (),
+    previous: dict[tuple[str, ...], ServerConnections] | None = None,
 ) -> dict[tuple[str, ...], ServerConnections]:
-    """Up to `limit` aliases of a server keep a connection; with more, the first half of the
-    limit keep theirs and the rest take turns on the other half."""
-    by_server: dict[tuple[str, ...], list[str]] = {}
+    """All aliases of a server keep a connection while they fit under `limit`; with more, a
+    quarter of the limit (at least one) becomes spare slots that the rest take turns on.
+
+    A server whose databases are discovered (`listed`) needs one slot for the listing, taken
+    from the spare ones. A server whose spare count did not change keeps its semaphore and its
+    waiting aliases, so that a reload never lets more than `limit` connections be open at once.
+    """
+    by_server: dict[tuple[str, ...], list[Target]] = {}
     for target in targets:
-        by_server.setdefault(server_key(target), []).append(target.alias)
+        by_server.setdefault(server_key(target), []).append(target)
+    for key in listed:
+        by_server.setdefault(key, [])
+    listing = set(listed)
     plan = {}
-    for key, aliases in by_server.items():
-        keep = len(aliases) if len(aliases) <= limit else limit // 2
-        spare = limit - keep if len(aliases) > limit else 0
+    for key, members in by_server.items():
+        needed = len(members) + (1 if key in listing else 0)
+        spare = 0 if needed <= limit else max(1, limit // 4)
+        if key in listing and spare == 0:
+            spare = 1
+        keep = min(len(members), limit - spare)
+        kept = frozenset(target.alias for target in members[:keep])
+        old = (previous or {}).get(key)
+        if old is not None and old.spare_count == spare and old.spare is not None:
+            semaphore = old.spare
+            rotating = {t.alias: t for t in members if t.alias not in kept}
+            waiting = {alias: rotating[alias] for alias in old.waiting if alias in rotating}
+        else:
+            semaphore = threading.BoundedSemaphore(spare) if spare else None
+            waiting = {}
         plan[key] = ServerConnections(
-            kept=frozenset(aliases[:keep]),
-            spare=threading.BoundedSemaphore(spare) if spare else None,
-            limit=limit,
+            kept=kept, spare=semaphore, spare_count=spare, limit=limit, waiting=waiting
         )
     return plan
 
@@ -169,23 +211,77 @@ class Watchdog:
                     logger.exception("settling the probe of %s at its deadline failed", run.target)
 
 
+class ProbePool:
+    """At most `size` probe threads for the whole service, whatever the number of aliases.
+
+    Threads start when work arrives and end when there is none, so an idle service holds none.
+    A thread is named after the alias it probes (`dbhealth-probe-<alias>`) while it probes it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._condition = threading.Condition()
+        self._work: deque[Callable[[], None]] = deque()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._condition:
+            self._work.append(work)
+            if self._idle:
+                self._condition.notify()
+                return
+            if self._threads >= self.size:
+                return
+            self._threads += 1
+        threading.Thread(target=self._loop, name=IDLE_THREAD_NAME, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._condition:
+                if not self._work:
+                    self._idle += 1
+                    self._condition.wait(POOL_LINGER)
+                    self._idle -= 1
+                if not self._work:
+                    self._threads -= 1
+                    return
+                work = self._work.popleft()
+            try:
+                work()
+            except Exception:
+                logger.exception("a probe thread failed")
+            finally:
+                threading.current_thread().name = IDLE_THREAD_NAME
+
+
 class ProbeService:
     def __init__(self, targets: Iterable[Target], options: ServiceOptions) -> None:
         targets = tuple(targets)
         self.options = options
         self._lock = threading.Lock()
+        # Notified whenever a state is recorded or a run settles: what waiting scrapes wait on.
+        self._recorded = threading.Condition(self._lock)
         self._states: dict[str, AliasState] = {}
         self._runs: dict[str, ProbeRun] = {}
         self._facts: dict[tuple[str, ...], ServerFacts] = {}
         self._facts_readers: dict[tuple[str, ...], ProbeRun] = {}
         self._rounds = 0
+        self._slot_waits: dict[str, int] = {}
         self._probers: dict[str, AliasProber] = {}
+        self._connections: dict[tuple[str, ...], ServerConnections] = {}
         self._plan(targets)
+        self._pool = ProbePool(PROBE_THREADS)
         self._watchdog = Watchdog(self._deadline_passed)
 
     def _plan(self, targets: tuple[Target, ...]) -> None:
         """Connection budgets and fact sharing for this set of targets."""
-        self._connections = plan_connections(targets, self.options.max_connections_per_server)
+        self._connections = plan_connections(
+            targets,
+            self.options.max_connections_per_server,
+            self.options.listed_servers,
+            self._connections,
+        )
         self._aliases_by_facts: dict[tuple[str, ...], list[Target]] = {}
         for target in targets:
             self._aliases_by_facts.setdefault(facts_key(target), []).append(target)
@@ -193,41 +289,75 @@ class ProbeService:
     # -- what scrapes call --------------------------------------------------------------------
 
     def snapshot(self, targets: Iterable[Target], budget: float | None = None) -> ServiceState:
-        """The state of these aliases, probing those not probed within `min_interval`.
+        """The state of these aliases, probing those not probed within `min_interval` (aliases
+        beyond their server's kept connections: `rotation_interval`).
 
         Returns after at most `budget` seconds (every probe is settled by its own deadline when
-        there is no budget), with the latest recorded state of each alias ever probed.
+        there is no budget), with the latest recorded state of each alias ever probed. A
+        rotating alias that waits for a connection slot is not waited for, unless it was never
+        probed: it keeps its last result, and the wait is counted.
         """
         targets = tuple(targets)
         arrival = time.monotonic()
-        waiting: list[ProbeRun] = []
-        with self._lock:
-            due = []
-            fresh_since = arrival - self.options.min_interval
-            for target in targets:
-                run = self._runs.get(target.alias)
-                state = self._states.get(target.alias)
-                if run is not None and not run.settled.is_set():
-                    waiting.append(run)
-                elif state is None or state.checked_at < fresh_since:
-                    due.append(target)
-            if due:
-                self._rounds += 1
-                started = self._start(due, arrival)
-                waiting.extend(started)
         if budget is None:
             budget = max((t.deadline for t in targets), default=0.0) + UNBUDGETED_GRACE
         wait_until = arrival + budget
-        for run in waiting:
-            run.settled.wait(max(0.0, wait_until - time.monotonic()))
+        to_start: list[ProbeRun] = []
+        changes: list[Change] = []
         with self._lock:
+            waiting, queued, due = self._sort_out(targets, arrival)
+            if due:
+                self._rounds += 1
+                started, newly_queued = self._start(due, arrival, changes)
+                to_start += started
+                waiting += started
+                queued += newly_queued
+            # Never probed: waited for (within the budget) so that the alias is not absent.
+            first_time = [alias for alias in queued if alias not in self._states]
+        self._submit(to_start)
+        log_changes(changes)
+        with self._recorded:
+            self._recorded.wait_for(
+                lambda: (
+                    all(run.settled.is_set() for run in waiting)
+                    and all(alias in self._states for alias in first_time)
+                ),
+                timeout=max(0.0, wait_until - time.monotonic()),
+            )
+            for alias in queued:
+                state = self._states.get(alias)
+                if state is None or state.checked_at < arrival:
+                    self._slot_waits[alias] = self._slot_waits.get(alias, 0) + 1
             aliases = {t.alias: self._states[t.alias] for t in targets if t.alias in self._states}
-            return ServiceState(rounds=self._rounds, aliases=aliases)
+            slot_waits = {t.alias: self._slot_waits.get(t.alias, 0) for t in targets}
+            return ServiceState(rounds=self._rounds, aliases=aliases, slot_waits=slot_waits)
+
+    def _sort_out(
+        self, targets: tuple[Target, ...], now: float
+    ) -> tuple[list[ProbeRun], list[str], list[Target]]:
+        """Called with `_lock` held: the runs in flight to wait for, the aliases already
+        waiting for a connection slot, and the aliases due for a probe."""
+        waiting, queued, due = [], [], []
+        fresh_since = now - self.options.min_interval
+        rotation_since = now - max(self.options.min_interval, self.options.rotation_interval)
+        for target in targets:
+            run = self._runs.get(target.alias)
+            state = self._states.get(target.alias)
+            plan = self._connections.get(server_key(target))
+            rotating = plan is not None and target.alias not in plan.kept
+            if run is not None and not run.settled.is_set():
+                waiting.append(run)
+            elif rotating and target.alias in plan.waiting:
+                queued.append(target.alias)
+            elif state is None or state.checked_at < (rotation_since if rotating else fresh_since):
+                due.append(target)
+        return waiting, queued, due
 
     def reconfigure(self, targets: Iterable[Target], options: ServiceOptions) -> None:
         """Take a reloaded configuration: aliases whose settings and options did not change keep
-        their connection, state and counters; removed aliases close theirs; new ones start
-        fresh. A changed alias keeps its counters (the series are the same) but reconnects."""
+        their connection, state and counters; removed aliases close theirs and are forgotten
+        (a probe of one still in flight is dropped when it ends); new ones start fresh. A
+        changed alias keeps its counters (the series are the same) but reconnects."""
         targets = tuple(targets)
         wanted = {target.alias: target for target in targets}
         with self._lock:
@@ -248,6 +378,7 @@ class ProbeService:
             for alias in list(self._states):
                 if alias not in wanted:
                     del self._states[alias]
+                    self._slot_waits.pop(alias, None)
             self._facts.clear()
         for prober in retired:
             prober.retire()
@@ -261,45 +392,70 @@ class ProbeService:
 
     # -- probing -----------------------------------------------------------------------------
 
-    def _start(self, due: list[Target], now: float) -> list[ProbeRun]:
-        """Called with `_lock` held: start a probe of every due alias."""
+    def _start(
+        self, due: list[Target], now: float, changes: list[Change]
+    ) -> tuple[list[ProbeRun], list[str]]:
+        """Called with `_lock` held: a run for every due alias that has a connection for it;
+        the rotating aliases without a free slot wait for one, stalest first."""
         readers = self._pick_facts_readers(due, now)
-        runs = []
-        for target in due:
+        runs, queued = [], []
+        by_age = sorted(due, key=lambda t: (self._states.get(t.alias) or AliasState()).checked_at)
+        for target in by_age:
             if target.problem is not None:
                 self._record(
-                    target, ProbeOutcome(up=False, reason="config", message=target.problem)
+                    target, ProbeOutcome(up=False, reason="config", message=target.problem), changes
                 )
                 continue
-            state = self._states.get(target.alias) or AliasState()
-            parts = due_parts(state, now, self.options.refresh_interval, target.integrity_interval)
-            if target.alias in readers:
-                parts |= {SERVER_PART}
-            run = ProbeRun(
-                target=target,
-                prober=self._prober(target),
-                parts=parts,
-                deadline_at=now + target.deadline,
-                after=self._runs.get(target.alias),
-            )
-            if target.alias in readers:
-                self._facts_readers[facts_key(target)] = run
-            self._runs[target.alias] = run
-            runs.append(run)
+            plan = self._connections.get(server_key(target))
+            slot = None
+            if plan is not None and target.alias not in plan.kept:
+                if plan.spare is None or not plan.spare.acquire(blocking=False):
+                    plan.waiting[target.alias] = target
+                    queued.append(target.alias)
+                    continue
+                slot = plan.spare
+            runs.append(self._new_run(target, now, slot, reads_facts=target.alias in readers))
+        return runs, queued
+
+    def _new_run(
+        self, target: Target, now: float, slot: threading.BoundedSemaphore | None, reads_facts: bool
+    ) -> ProbeRun:
+        """Called with `_lock` held: a run of this alias, registered and watched."""
+        state = self._states.get(target.alias) or AliasState()
+        parts = due_parts(state, now, self.options.refresh_interval, target.integrity_interval)
+        if reads_facts:
+            parts |= {SERVER_PART}
+        run = ProbeRun(
+            target=target,
+            prober=self._prober(target),
+            parts=parts,
+            deadline_at=now + target.deadline,
+            after=self._runs.get(target.alias),
+            slot=slot,
+        )
+        if reads_facts:
+            self._facts_readers[facts_key(target)] = run
+        self._runs[target.alias] = run
+        self._watchdog.watch(run, run.deadline_at)
+        return run
+
+    def _submit(self, runs: list[ProbeRun]) -> None:
         for run in runs:
-            self._watchdog.watch(run, run.deadline_at)
-            threading.Thread(
-                target=self._probe, args=(run,), name=f"dbhealth-probe-{run.target.alias}"
-            ).start()
-        return runs
+            self._pool.submit(functools.partial(self._probe, run))
 
     def _pick_facts_readers(self, due: list[Target], now: float) -> set[str]:
         """One alias per server reads its facts, when they are older than min_interval and no
-        probe in flight is reading them already; preferably one that answered last time."""
+        probe in flight is reading them already; preferably one that answered last time and
+        keeps its connection (it will not wait for a slot)."""
         readers: dict[tuple[str, ...], str] = {}
         fresh_since = now - self.options.min_interval
-        candidates = [t for t in due if t.problem is None]
-        candidates.sort(key=lambda t: not (self._states.get(t.alias) or AliasState()).up)
+
+        def preference(target: Target) -> tuple[bool, bool]:
+            plan = self._connections.get(server_key(target))
+            kept = plan is None or target.alias in plan.kept
+            return (not (self._states.get(target.alias) or AliasState()).up, not kept)
+
+        candidates = sorted((t for t in due if t.problem is None), key=preference)
         for target in candidates:
             key = facts_key(target)
             if key in readers:
@@ -321,61 +477,97 @@ class ProbeService:
         return prober
 
     def _probe(self, run: ProbeRun) -> None:
-        """The probe thread: wait for the alias's previous probe and for a connection slot (both
-        within the deadline), probe, record, end."""
+        """A pool thread's work: the run unless its deadline came while it queued, then its end."""
+        threading.current_thread().name = f"dbhealth-probe-{run.target.alias}"
         try:
-            if run.after is not None:
-                run.waiting_for = "the previous probe of this alias to end"
-                if not run.after.ended.wait(max(0.0, run.deadline_at - time.monotonic())):
-                    self._settle(run, waited_outcome(run))
-                    return
-            slot = None
-            if not run.prober.keep_connection:
-                plan = self._connections[server_key(run.target)]
-                slot = plan.spare
-                run.waiting_for = (
-                    f"one of the server's {plan.limit} connections (max_connections_per_server)"
-                )
-                if not slot.acquire(timeout=max(0.0, run.deadline_at - time.monotonic())):
-                    self._settle(run, waited_outcome(run))
-                    return
-            run.waiting_for = None
-            try:
-                run.prober.probe(run, run.deadline_at, run.parts, run.progress)
-            finally:
-                if slot is not None:
-                    slot.release()
-            self._settle(run, finished_outcome(run.progress, SERVER_PART in run.parts))
-        finally:
             with self._lock:
-                if self._runs.get(run.target.alias) is run:
-                    previous = run.after
-                    if previous is not None and not previous.ended.is_set():
-                        # Gave up waiting for it: the next probe must wait for it in turn.
-                        self._runs[run.target.alias] = previous
-                    else:
-                        del self._runs[run.target.alias]
-            run.ended.set()
-            self._watchdog.ended()
+                run.started = not run.settled.is_set()
+            if run.started:
+                self._probe_now(run)
+        finally:
+            self._end(run)
+
+    def _probe_now(self, run: ProbeRun) -> None:
+        """Wait for the alias's previous probe (within the deadline), probe, record."""
+        if run.after is not None:
+            run.waiting_for = "the previous probe of this alias to end"
+            if not run.after.ended.wait(max(0.0, run.deadline_at - time.monotonic())):
+                self._settle(run, waited_outcome(run))
+                return
+        run.waiting_for = None
+        run.prober.probe(run, run.deadline_at, run.parts, run.progress)
+        self._settle(run, finished_outcome(run.progress))
+
+    def _end(self, run: ProbeRun) -> None:
+        """The run's thread is done: forget it, and hand its connection slot to the stalest
+        alias of its server that waits for one (or give the slot back)."""
+        following = None
+        with self._lock:
+            if self._runs.get(run.target.alias) is run:
+                previous = run.after
+                if previous is not None and not previous.ended.is_set():
+                    # Gave up waiting for it: the next probe must wait for it in turn.
+                    self._runs[run.target.alias] = previous
+                else:
+                    del self._runs[run.target.alias]
+            if run.slot is not None:
+                following = self._next_waiting(run.slot)
+                if following is None:
+                    run.slot.release()
+            self._recorded.notify_all()
+        run.ended.set()
+        self._watchdog.ended()
+        if following is not None:
+            self._submit([following])
+
+    def _next_waiting(self, slot: threading.BoundedSemaphore) -> ProbeRun | None:
+        """Called with `_lock` held: a run for the alias that has waited longest for this slot,
+        on the server's current plan; None when none waits (or the plan has changed)."""
+        plan = next((p for p in self._connections.values() if p.spare is slot), None)
+        while plan is not None and plan.waiting:
+            alias = next(iter(plan.waiting))
+            target = plan.waiting.pop(alias)
+            run = self._runs.get(alias)
+            if run is not None and not run.settled.is_set():
+                continue  # probed meanwhile by another way in (a reload made it kept)
+            now = time.monotonic()
+            reads_facts = bool(self._pick_facts_readers([target], now))
+            return self._new_run(target, now, slot, reads_facts=reads_facts)
+        return None
 
     def _settle(self, run: ProbeRun, outcome: ProbeOutcome) -> None:
+        changes: list[Change] = []
         with self._lock:
             if not run.settled.is_set():
-                self._record(run.target, outcome)
+                self._record_run(run, outcome, changes)
                 run.settled.set()
+                self._recorded.notify_all()
+        log_changes(changes)
 
     def _deadline_passed(self, run: ProbeRun) -> None:
         """The watchdog's call: settle the run as it stands, then wake its thread.
 
-        An alias that answered its ping is only slow in an optional read, which the server's own
-        statement timeout ends: its connection is cut only if its thread has not ended one more
-        deadline later. Cutting it at once made a far-away alias reconnect on every probe.
+        A run no thread took up yet was never probed: it is settled without an outcome, as a
+        wait for the exporter's own resources. An alias that answered its ping is only slow in
+        an optional read, which the server's own statement timeout ends: its connection is cut
+        only if its thread has not ended one more deadline later. Cutting it at once made a
+        far-away alias reconnect on every probe.
         """
+        changes: list[Change] = []
         with self._lock:
             first_call = not run.settled.is_set()
             if first_call:
-                self._record(run.target, deadline_outcome(run))
+                if run.started:
+                    self._record_run(run, deadline_outcome(run), changes)
+                else:
+                    alias = run.target.alias
+                    self._slot_waits[alias] = self._slot_waits.get(alias, 0) + 1
                 run.settled.set()
+                self._recorded.notify_all()
+            started = run.started
+        log_changes(changes)
+        if not started:
+            return
         if first_call and run.progress.answered:
             self._watchdog.watch(run, run.deadline_at + run.target.deadline)
             return
@@ -383,8 +575,15 @@ class ProbeService:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def _record(self, target: Target, outcome: ProbeOutcome) -> None:
-        """Called with `_lock` held: publish the alias's next state and log a change of it."""
+    def _record_run(self, run: ProbeRun, outcome: ProbeOutcome, changes: list[Change]) -> None:
+        """Called with `_lock` held: record a run's outcome, unless its alias was removed or
+        changed by a reload meanwhile (its prober retired): a removed alias stays removed."""
+        if self._probers.get(run.target.alias) is run.prober:
+            self._record(run.target, outcome, changes)
+
+    def _record(self, target: Target, outcome: ProbeOutcome, changes: list[Change]) -> None:
+        """Called with `_lock` held: publish the alias's next state; the change is logged by the
+        caller once the lock is released."""
         previous = self._states.get(target.alias)
         state = (previous or AliasState()).evolve()
         now = time.monotonic()
@@ -400,7 +599,7 @@ class ProbeService:
             if key in self._facts:
                 apply_facts(state, self._facts[key], target.database)
         self._states[target.alias] = state
-        log_change(target, previous, state)
+        changes.append((target, previous, state))
 
     def _share_facts(self, key: tuple[str, ...], reader: str) -> None:
         """Fresh facts of a server go to every alias on it that is up now."""
@@ -435,7 +634,7 @@ def due_parts(
     return frozenset(due)
 
 
-def finished_outcome(progress: Progress, read_server: bool) -> ProbeOutcome:
+def finished_outcome(progress: Progress) -> ProbeOutcome:
     common = {
         "probe_seconds": progress.finished_after or 0.0,
         "connect_seconds": progress.connect_seconds,
@@ -445,7 +644,7 @@ def finished_outcome(progress: Progress, read_server: bool) -> ProbeOutcome:
         return ProbeOutcome(
             up=True,
             observations=progress.observations,
-            read_server=read_server,
+            read_server=SERVER_PART in progress.parts_read,
             parts_failed=dict(progress.parts_failed),
             parts_read=frozenset(progress.parts_read),
             **common,
@@ -468,7 +667,7 @@ def deadline_outcome(run: ProbeRun) -> ProbeOutcome:
         observed = answered_observations(progress, run.prober.vendor_probe)
         read = frozenset(progress.parts_read)
         failed = dict(progress.parts_failed)
-        for part in EXPENSIVE_PARTS:
+        for part in (SERVER_PART, *EXPENSIVE_PARTS):
             if part in run.parts and part not in failed and part not in read:
                 failed[part] = ("timeout", "the deadline passed while reading it")
         return ProbeOutcome(
@@ -576,6 +775,11 @@ def apply_facts(state: AliasState, facts: ServerFacts, database: str) -> None:
         row = None if by_database is None else by_database.get(database, (0, 0, 0, 0))
         for name, value in zip(SESSION_FIELDS, row or (None,) * len(SESSION_FIELDS), strict=True):
             setattr(state, name, value)
+
+
+def log_changes(changes: list[Change]) -> None:
+    for target, previous, state in changes:
+        log_change(target, previous, state)
 
 
 def log_change(target: Target, previous: AliasState | None, state: AliasState) -> None:

@@ -216,3 +216,6 @@ class ServiceState:
 
     rounds: int = 0
     aliases: dict[str, AliasState] = field(default_factory=dict)
+    # Scrapes that wanted an alias probed while it waited for a connection slot or a probe
+    # thread of the exporter's own (it kept its last result meanwhile), per alias asked for.
+    slot_waits: dict[str, int] = field(default_factory=dict)

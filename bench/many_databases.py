@@ -22,14 +22,17 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.contenders import Contender, start_dbhealth
+from bench.contenders import REPO, Contender, dbhealth_home
 from bench.scrape import ACCEPT, SCRAPE_TIMEOUT, percentile
+from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 from tests.support.process import make_tempdir
 
 DOWN = re.compile(r"^dbhealth_up\{[^}]*\} 0(\.0)?$", re.MULTILINE)
 UP = re.compile(r"^dbhealth_up\{", re.MULTILINE)
 SLOT_WAITS = re.compile(r"^dbhealth_probe_slot_waits_total\{[^}]*\} (\S+)$", re.MULTILINE)
+PROBE_SECONDS = re.compile(r"^dbhealth_probe_duration_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
+CONNECT_SECONDS = re.compile(r"^dbhealth_connect_duration_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
 PROBE_AGE = re.compile(r"^dbhealth_probe_age_seconds\{[^}]*\} (\S+)$", re.MULTILINE)
 
 
@@ -93,6 +96,15 @@ def sqlite_databases(count: int, directory: Path) -> dict[str, dict]:
     return databases
 
 
+def start_service(name: str, databases: dict[str, dict], workdir: Path) -> Contender:
+    """`manage.py serve` as the README runs it, at the defaults (an empty [dbhealth] table)."""
+    _, env = dbhealth_home(name, databases, {}, workdir)
+    port = free_port()
+    python = str(REPO / ".venv" / "bin" / "python")
+    command = [python, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"]
+    return Contender(name, command, env, port, workdir, cwd=REPO)
+
+
 def measure(service: Contender, seconds: float, count: int) -> dict:
     latencies: list[float] = []
     false_downs = 0
@@ -114,6 +126,11 @@ def measure(service: Contender, seconds: float, count: int) -> dict:
     usage = service.usage()
     ordered = sorted(latencies)
     ages = [float(value) for value in PROBE_AGE.findall(body)]
+
+    def median_ms(pattern: re.Pattern) -> float | None:
+        values = [float(value) for value in pattern.findall(body)]
+        return round(statistics.median(values) * 1000, 1) if values else None
+
     return {
         "aliases": count,
         "scrapes": len(latencies),
@@ -126,6 +143,8 @@ def measure(service: Contender, seconds: float, count: int) -> dict:
         "scrapes_missing_an_alias": incomplete,
         "slot_waits_total": sum(float(value) for value in SLOT_WAITS.findall(body)),
         "oldest_probe_age_s": round(max(ages), 1) if ages else None,
+        "probe_median_ms": median_ms(PROBE_SECONDS),
+        "connect_median_ms": median_ms(CONNECT_SECONDS),
         "rss_mb": round(usage.rss_bytes / 2**20, 1),
         "threads_at_end": usage.threads,
         "threads_peak_sampled": peak_threads,
@@ -148,7 +167,7 @@ def main() -> None:
     else:
         databases = sqlite_databases(args.count, workdir)
     prepared = time.monotonic() - started
-    service = start_dbhealth(f"many-{args.vendor}-{args.count}", databases, {}, workdir)
+    service = start_service(f"many-{args.vendor}-{args.count}", databases, workdir)
     try:
         started = time.monotonic()
         service.wait_ready()

@@ -19,6 +19,7 @@ AliasProber has its own lock for its connection (see alias_prober.py), and the w
 for its queue. Nothing takes `_lock` while holding another of these locks.
 """
 
+import contextlib
 import copy
 import functools
 import heapq
@@ -28,12 +29,23 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dbhealth.configuration.demo import ensure_demo_databases
-from dbhealth.configuration.targets import ServiceOptions, Target, load_targets, service_options
+from dbhealth.configuration.targets import (
+    DiscoverySpec,
+    ServiceOptions,
+    Target,
+    configured_targets,
+    discovery_specs,
+    load_targets,
+    on_discovery_use,
+    publish_discovered,
+    service_options,
+)
 from dbhealth.probing.alias_prober import AliasProber, Progress
+from dbhealth.probing.discovery import DiscoveryRunner
 from dbhealth.probing.state import (
     ACTIVITY_FIELDS,
     ACTIVITY_PART,
@@ -64,6 +76,9 @@ PROBE_THREADS = 64
 # How long an idle probe thread waits for more work before it ends.
 POOL_LINGER = 1.0
 IDLE_THREAD_NAME = "dbhealth-probe-idle"
+# Rotating aliases are queued this many times the expected queue drain ahead of their
+# rotation_interval, so that a burst of them still comes round in time.
+LEAD_SAFETY = 1.5
 
 # An alias's state before and after a recording, logged once the service's lock is released.
 Change = tuple[Target, AliasState | None, AliasState]
@@ -107,6 +122,19 @@ class ServerConnections:
     spare_count: int
     limit: int
     waiting: dict[str, Target] = field(default_factory=dict)
+    # Listings of the server's databases (discovery) waiting for a slot: they go first.
+    listings_waiting: int = 0
+    rotating: int = 0  # how many aliases take turns on the spare slots
+    # How long one turn on a spare slot takes (connect, probe, close), a moving average.
+    turn_seconds: float = 0.0
+
+    def lead_time(self, rotation_interval: float) -> float:
+        """How long before its rotation_interval is up a rotating alias must be queued so that
+        the whole queue is probed in time: every other rotating alias may be ahead of it."""
+        if not self.spare_count:
+            return 0.0
+        ahead = self.rotating * self.turn_seconds / self.spare_count
+        return min(rotation_interval, LEAD_SAFETY * ahead)
 
 
 def plan_connections(
@@ -115,8 +143,10 @@ def plan_connections(
     listed: Iterable[tuple[str, ...]] = (),
     previous: dict[tuple[str, ...], ServerConnections] | None = None,
 ) -> dict[tuple[str, ...], ServerConnections]:
-    """All aliases of a server keep a connection while they fit under `limit`; with more, a
-    quarter of the limit (at least one) becomes spare slots that the rest take turns on.
+    """All aliases of a server keep a connection while they fit under `limit`; with more, half
+    the limit (at least one) becomes spare slots that the rest take turns on: a probe on a
+    fresh connection costs a login (about 10 ms of both sides' CPU with SCRAM), and 1,000
+    databases on a server need eight such lanes to be probed every 30 s.
 
     A server whose databases are discovered (`listed`) needs one slot for the listing, taken
     from the spare ones. A server whose spare count did not change keeps its semaphore and its
@@ -131,7 +161,7 @@ def plan_connections(
     plan = {}
     for key, members in by_server.items():
         needed = len(members) + (1 if key in listing else 0)
-        spare = 0 if needed <= limit else max(1, limit // 4)
+        spare = 0 if needed <= limit else max(1, limit // 2)
         if key in listing and spare == 0:
             spare = 1
         keep = min(len(members), limit - spare)
@@ -145,7 +175,13 @@ def plan_connections(
             semaphore = threading.BoundedSemaphore(spare) if spare else None
             waiting = {}
         plan[key] = ServerConnections(
-            kept=kept, spare=semaphore, spare_count=spare, limit=limit, waiting=waiting
+            kept=kept,
+            spare=semaphore,
+            spare_count=spare,
+            limit=limit,
+            waiting=waiting,
+            rotating=len(members) - len(kept),
+            turn_seconds=old.turn_seconds if old is not None else 0.0,
         )
     return plan
 
@@ -273,6 +309,7 @@ class ProbeService:
         self._plan(targets)
         self._pool = ProbePool(PROBE_THREADS)
         self._watchdog = Watchdog(self._deadline_passed)
+        self._discovery: DiscoveryRunner | None = None
 
     def _plan(self, targets: tuple[Target, ...]) -> None:
         """Connection budgets and fact sharing for this set of targets."""
@@ -330,7 +367,14 @@ class ProbeService:
                     self._slot_waits[alias] = self._slot_waits.get(alias, 0) + 1
             aliases = {t.alias: self._states[t.alias] for t in targets if t.alias in self._states}
             slot_waits = {t.alias: self._slot_waits.get(t.alias, 0) for t in targets}
-            return ServiceState(rounds=self._rounds, aliases=aliases, slot_waits=slot_waits)
+            rounds = self._rounds
+        discovery = self._discovery
+        return ServiceState(
+            rounds=rounds,
+            aliases=aliases,
+            slot_waits=slot_waits,
+            discoveries=discovery.status() if discovery is not None else {},
+        )
 
     def _sort_out(
         self, targets: tuple[Target, ...], now: float
@@ -339,17 +383,20 @@ class ProbeService:
         waiting for a connection slot, and the aliases due for a probe."""
         waiting, queued, due = [], [], []
         fresh_since = now - self.options.min_interval
-        rotation_since = now - max(self.options.min_interval, self.options.rotation_interval)
+        rotation = self.options.rotation_interval
         for target in targets:
             run = self._runs.get(target.alias)
             state = self._states.get(target.alias)
             plan = self._connections.get(server_key(target))
             rotating = plan is not None and target.alias not in plan.kept
+            since = fresh_since
+            if rotating:
+                since = min(fresh_since, now - (rotation - plan.lead_time(rotation)))
             if run is not None and not run.settled.is_set():
                 waiting.append(run)
             elif rotating and target.alias in plan.waiting:
                 queued.append(target.alias)
-            elif state is None or state.checked_at < (rotation_since if rotating else fresh_since):
+            elif state is None or state.checked_at < since:
                 due.append(target)
         return waiting, queued, due
 
@@ -385,10 +432,33 @@ class ProbeService:
 
     def close(self) -> None:
         """Close every connection: at once where idle, else when its probe ends."""
+        self.sync_discovery(())
         with self._lock:
             probers, self._probers = list(self._probers.values()), {}
         for prober in probers:
             prober.retire()
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def sync_discovery(self, specs: tuple[DiscoverySpec, ...]) -> None:
+        """Run discovery for these tables: started on the first, listed again when they change
+        (a reload), stopped (its aliases dropped) when there are none."""
+        runner = self._discovery
+        if not specs:
+            if runner is not None:
+                self._discovery = None
+                runner.stop()
+                publish_discovered(())
+            return
+        if runner is None:
+            self._discovery = DiscoveryRunner(specs, self.listing_slot, self._discovered_changed)
+            self._discovery.start()
+        elif runner.specs != specs:
+            runner.respecify(specs)
+
+    def _discovered_changed(self) -> None:
+        """Discovery found other databases: take them as a reload would (others unchanged)."""
+        self.reconfigure(load_targets(), self.options)
 
     # -- probing -----------------------------------------------------------------------------
 
@@ -511,20 +581,65 @@ class ProbeService:
                 else:
                     del self._runs[run.target.alias]
             if run.slot is not None:
-                following = self._next_waiting(run.slot)
-                if following is None:
-                    run.slot.release()
+                following = self._pass_on(run.slot, run.progress.started if run.started else None)
             self._recorded.notify_all()
         run.ended.set()
         self._watchdog.ended()
         if following is not None:
             self._submit([following])
 
-    def _next_waiting(self, slot: threading.BoundedSemaphore) -> ProbeRun | None:
-        """Called with `_lock` held: a run for the alias that has waited longest for this slot,
-        on the server's current plan; None when none waits (or the plan has changed)."""
+    def _pass_on(
+        self, slot: threading.BoundedSemaphore, turn_started: float | None = None
+    ) -> ProbeRun | None:
+        """Called with `_lock` held: a connection slot is free (after a turn that began at
+        `turn_started`, if it was a probe). A listing of the server's databases waiting for one
+        gets it (it would starve behind the aliases otherwise), else the alias that waited
+        longest (its run is returned, to be submitted), else nobody."""
         plan = next((p for p in self._connections.values() if p.spare is slot), None)
-        while plan is not None and plan.waiting:
+        if plan is not None and turn_started is not None:
+            took = time.monotonic() - turn_started
+            plan.turn_seconds = (
+                took if not plan.turn_seconds else 0.8 * plan.turn_seconds + 0.2 * took
+            )
+        following = None
+        if plan is not None and not plan.listings_waiting:
+            following = self._next_waiting(plan, slot)
+        if following is None:
+            slot.release()
+        return following
+
+    @contextlib.contextmanager
+    def listing_slot(self, server: tuple[str, ...], timeout: float) -> Iterator[bool]:
+        """One of the server's connection slots for listing its databases (discovery), within
+        `timeout`; yields False when none came. The listing counts against the server's cap."""
+        with self._recorded:
+            plan = self._connections.get(server)
+            slot = plan.spare if plan is not None else None
+            got = False
+            if slot is not None:
+                plan.listings_waiting += 1
+                try:
+                    got = self._recorded.wait_for(
+                        lambda: slot.acquire(blocking=False), timeout=max(0.0, timeout)
+                    )
+                finally:
+                    plan.listings_waiting -= 1
+        try:
+            yield got
+        finally:
+            if got:
+                with self._lock:
+                    following = self._pass_on(slot)
+                    self._recorded.notify_all()
+                if following is not None:
+                    self._submit([following])
+
+    def _next_waiting(
+        self, plan: ServerConnections, slot: threading.BoundedSemaphore
+    ) -> ProbeRun | None:
+        """Called with `_lock` held: a run for the alias of this plan that has waited longest
+        for a slot; None when none waits."""
+        while plan.waiting:
             alias = next(iter(plan.waiting))
             target = plan.waiting.pop(alias)
             run = self._runs.get(alias)
@@ -807,19 +922,28 @@ def log_change(target: Target, previous: AliasState | None, state: AliasState) -
 
 _service: ProbeService | None = None
 _service_pid: int | None = None
-_service_lock = threading.Lock()
+# Re-entrant: the first discovery listing, inside the building of the service, hands its aliases
+# to the service through load_targets(), which asks for the service again.
+_service_lock = threading.RLock()
 
 
 def probe_service() -> ProbeService:
-    """The probe service of this process, built on first use from the configured targets."""
+    """The probe service of this process, built on first use from the configured targets (and
+    the discovered ones, listed once before it answers)."""
     global _service, _service_pid
     with _service_lock:
         if _service is None or _service_pid != os.getpid():
             # A forked child must not touch connections inherited from its parent: drop them.
             ensure_demo_databases()
-            _service = ProbeService(load_targets(), service_options())
+            publish_discovered(())
+            _service = ProbeService(configured_targets(), service_options())
             _service_pid = os.getpid()
+            _service.sync_discovery(discovery_specs())
         return _service
+
+
+# Asking for the targets starts discovery, so that /sd lists discovered aliases before a scrape.
+on_discovery_use(probe_service)
 
 
 def forget_configuration(**kwargs) -> None:
@@ -832,6 +956,7 @@ def forget_configuration(**kwargs) -> None:
         previous, _service = _service, None
     if previous is not None and _service_pid == os.getpid():
         previous.close()
+    publish_discovered(())
 
 
 class RenderingCost:

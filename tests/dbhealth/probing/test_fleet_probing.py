@@ -10,10 +10,14 @@ import sqlite3
 import threading
 
 import pytest
+from dbhealth.configuration.targets import MAX_ALIASES, load_targets
 from dbhealth.probing import service as service_module
 from dbhealth.probing.alias_prober import AliasProber
 from dbhealth.probing.service import server_key
+from dbhealth.probing.state import ServiceState
 from dbhealth.probing.vendors.postgresql import PostgreSQLProbe
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from tests.dbhealth.probing.test_probe_service import open_connections_to
 from tests.support.process import wait_until
@@ -282,3 +286,46 @@ def test_changes_are_logged_outside_the_service_lock(make_postgres, make_harness
         logger.setLevel(previous_level)
     assert len(lock_free_while_logging) >= 3
     assert all(lock_free_while_logging)
+
+
+def test_more_aliases_than_one_service_supports_is_refused_in_one_line(tmp_path):
+    databases = {
+        f"file_{index}": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "x")}
+        for index in range(MAX_ALIASES + 1)
+    }
+    many = override_settings(DATABASES={"default": {}, **databases}, DBHEALTH_ALIASES=None)
+    with many, pytest.raises(ImproperlyConfigured) as refused:
+        load_targets()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"{MAX_ALIASES + 1} aliases configured" in message
+    assert f"at most {MAX_ALIASES}" in message
+
+
+def test_a_scrape_keeps_time_for_rendering(monkeypatch, tmp_path):
+    cost = service_module.RenderingCost()
+    assert cost.reserve(1000, 9.5) == 0.0  # nothing learnt yet
+    cost.note(1000, 2.0)  # 2 ms per alias
+    assert cost.reserve(1000, 9.5) == pytest.approx(3.0)
+    # Never more than half the budget: probing needs the rest.
+    assert cost.reserve(10_000, 9.5) == pytest.approx(4.75)
+    # A fast answer after a slow one lowers the estimate slowly.
+    cost.note(1000, 0.1)
+    assert cost.reserve(1000, 9.5) == pytest.approx(3.0 * cost.DECAY)
+
+    budgets = []
+
+    class Service:
+        def snapshot(self, targets, budget):
+            budgets.append(budget)
+            return ServiceState()
+
+    path = tmp_path / "one.sqlite3"
+    sqlite3.connect(path).close()
+    monkeypatch.setattr(service_module, "rendering_cost", cost)
+    monkeypatch.setattr(service_module, "probe_service", Service)
+    databases = {"one": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}}
+    with override_settings(DATABASES={"default": {}, **databases}, DBHEALTH_ALIASES=None):
+        service_module.current_state(budget=9.5)
+    assert budgets == [pytest.approx(9.5 - cost.reserve(1, 9.5))]
+    assert budgets[0] < 9.5

@@ -1,0 +1,130 @@
+"""Which replica status statement goes to which server, and how its answer is read: against the
+answers of servers that cannot run here (recorded in mysql_recorded.py, provenance there) and
+against the real MariaDB the suite starts."""
+
+import MySQLdb
+import pytest
+from dbhealth.probing.state import Observations
+from dbhealth.probing.vendors.mysql import read_replication, replica_status_statement
+
+from tests.dbhealth.probing.vendors.mysql_recorded import (
+    MARIADB_10_4,
+    MARIADB_10_11,
+    MARIADB_10_11_COLUMNS,
+    MYSQL_5_7,
+    MYSQL_8_0_21,
+    MYSQL_8_0_22,
+    MYSQL_8_4,
+    SERVERS,
+    RecordedServer,
+    ReplayCursor,
+)
+
+EXPECTED = {
+    # server: (replica_connected, lag, last errors)
+    MARIADB_10_11.name: (True, 0.0, {"io": 0, "sql": 0}),
+    MARIADB_10_4.name: (True, None, {"io": 0, "sql": 1062}),
+    MYSQL_5_7.name: (True, 7.0, {"io": 0, "sql": 0}),
+    MYSQL_8_0_21.name: (True, 7.0, {"io": 0, "sql": 0}),
+    MYSQL_8_0_22.name: (True, 7.0, {"io": 0, "sql": 0}),
+    MYSQL_8_4.name: (True, 7.0, {"io": 0, "sql": 0}),
+}
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=lambda server: server.name)
+def test_each_server_is_sent_the_statement_it_knows_and_read_by_column_name(
+    server: RecordedServer,
+):
+    cursor = ReplayCursor(server)
+    observations = Observations()
+    read_replication(server.is_mariadb, server.version, cursor, observations)
+    assert len(cursor.sent) == 1 and cursor.sent[0] in server.answers, cursor.sent
+    connected, lag, errors = EXPECTED[server.name]
+    assert observations.replica is True
+    assert observations.replica_connected is connected
+    assert observations.replication_lag_seconds == lag
+    assert observations.replica_last_errors == errors
+
+
+@pytest.mark.parametrize(
+    ("server", "statement"),
+    [
+        (MARIADB_10_4, "SHOW ALL SLAVES STATUS"),
+        (MARIADB_10_11, "SHOW ALL REPLICAS STATUS"),
+        (MYSQL_5_7, "SHOW SLAVE STATUS"),
+        (MYSQL_8_0_21, "SHOW SLAVE STATUS"),
+        (MYSQL_8_0_22, "SHOW REPLICA STATUS"),
+        (MYSQL_8_4, "SHOW REPLICA STATUS"),
+    ],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_the_switch_is_at_mysql_8_0_22_and_mariadb_10_5_1(server, statement):
+    assert replica_status_statement(server.is_mariadb, server.version) == statement
+    assert statement in server.answers
+
+
+@pytest.mark.parametrize(
+    ("is_mariadb", "before", "since"),
+    [(False, (8, 0, 21), (8, 0, 22)), (True, (10, 5, 0), (10, 5, 1))],
+)
+def test_the_boundary_versions(is_mariadb, before, since):
+    assert "SLAVE" in replica_status_statement(is_mariadb, before)
+    assert "REPLICA" in replica_status_statement(is_mariadb, since)
+
+
+def test_the_statement_of_newer_servers_is_a_syntax_error_on_older_ones():
+    """What the probe avoids: the replay refuses as the old server does, so a probe that sent
+    SHOW REPLICA STATUS to MySQL 8.0.21 would fail its facts read."""
+    cursor = ReplayCursor(MYSQL_8_0_21)
+    with pytest.raises(MySQLdb.ProgrammingError) as refused:
+        read_replication(False, (8, 0, 22), cursor, Observations())
+    assert refused.value.args[0] == 1064
+
+
+def test_a_primary_is_no_replica_and_a_refused_status_is_unknown():
+    primary = RecordedServer(
+        name="MySQL 8.0.21 primary",
+        is_mariadb=False,
+        version=(8, 0, 21),
+        answers={"SHOW SLAVE STATUS": (MYSQL_5_7.answers["SHOW SLAVE STATUS"][0], [])},
+    )
+    observations = Observations()
+    read_replication(False, primary.version, ReplayCursor(primary), observations)
+    assert (observations.replica, observations.replica_connected) == (False, None)
+
+    denied = RecordedServer(
+        name="MySQL 5.7 without REPLICATION CLIENT",
+        is_mariadb=False,
+        version=(5, 7, 44),
+        answers={},
+        refusals={
+            "SHOW SLAVE STATUS": (
+                1227,
+                "Access denied; you need (at least one of) the SUPER, REPLICATION CLIENT "
+                "privilege(s) for this operation",
+            )
+        },
+    )
+    observations = Observations()
+    read_replication(False, denied.version, ReplayCursor(denied), observations)
+    assert observations.replica is None  # unknown, not "primary"
+
+
+def test_the_real_mariadb_answers_the_chosen_statement_with_the_recorded_columns(mariadb):
+    """The recording has not drifted from the server the suite runs, and the version switch
+    picks a statement that server knows."""
+    conn = MySQLdb.connect(unix_socket=str(mariadb.socket), user="root")
+    try:
+        version = tuple(int(part) for part in conn.get_server_info().split("-")[0].split("."))
+        statement = replica_status_statement(True, version)
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+            columns = tuple(column[0] for column in cursor.description)
+            assert cursor.fetchall() == ()  # the session server is a primary
+    finally:
+        conn.close()
+    assert version >= (10, 5, 1) and statement == "SHOW ALL REPLICAS STATUS"
+    if version[:2] == (10, 11):
+        assert columns == MARIADB_10_11_COLUMNS
+    for needed in ("Slave_IO_Running", "Seconds_Behind_Master", "Last_IO_Errno", "Last_SQL_Errno"):
+        assert needed in columns

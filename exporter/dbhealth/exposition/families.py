@@ -119,7 +119,8 @@ class Families:
         )
         self.connections = gauge(
             "dbhealth_connections",
-            "Client connections to the server by state.",
+            "Client connections to the server by state (MySQL/MariaDB without PROCESS: all "
+            "under state unknown); server-wide, repeated on every alias of the server.",
             labels=["alias", "state"],
         )
         self.connections_max = gauge(
@@ -281,10 +282,15 @@ HEALTH_GAUGES = (
         "PostgreSQL: age of the database's oldest multixact id.",
         "multixact_id_age",
     ),
-    ("dbhealth_threads_running", "MySQL/MariaDB: Threads_running.", "threads_running"),
+    (
+        "dbhealth_threads_running",
+        "MySQL/MariaDB: Threads_running of the server (server-wide, repeated per alias).",
+        "threads_running",
+    ),
     (
         "dbhealth_undo_history_length",
-        "MySQL/MariaDB: InnoDB history list length (purge lag).",
+        "MySQL/MariaDB: InnoDB history list length (purge lag) of the server (server-wide, "
+        "repeated per alias).",
         "undo_history_length",
     ),
     ("dbhealth_sqlite_wal_bytes", "SQLite: size of the -wal file.", "sqlite_wal_bytes"),
@@ -302,18 +308,22 @@ class HealthFamilies:
         ]
         self.transactions = counter(
             "dbhealth_transactions",
-            "Transactions ended, by outcome (PostgreSQL: the database; MySQL: the server).",
+            "PostgreSQL: transactions of the alias's database ended, by outcome. "
+            "MySQL/MariaDB: COMMIT and ROLLBACK statements run on the whole server "
+            "(Com_commit, Com_rollback; autocommitted statements are not counted), repeated on "
+            "every alias of the server: do not sum over aliases.",
             labels=["alias", "outcome"],
         )
         self.deadlocks = counter(
             "dbhealth_deadlocks",
-            "Deadlocks detected (PostgreSQL: the database; MySQL: the server).",
+            "Deadlocks detected (PostgreSQL: the database; MySQL/MariaDB: the whole server, "
+            "repeated on every alias of the server).",
             labels=["alias"],
         )
         self.aborted = counter(
             "dbhealth_aborted_connections",
-            "MySQL/MariaDB: connections aborted, by kind (connect: failed attempts, client: "
-            "clients gone without closing).",
+            "MySQL/MariaDB: connections aborted on the server, by kind (connect: failed "
+            "attempts, client: clients gone without closing); server-wide, repeated per alias.",
             labels=["alias", "kind"],
         )
         self.slot_active = gauge(

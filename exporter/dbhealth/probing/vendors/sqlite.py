@@ -45,6 +45,7 @@ ROWID_BATCH = 100
 TABLE_LIST_SINCE = (3, 37, 0)
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
 SQLITE_CORRUPT = 11
+SQLITE_BUSY = 5
 
 
 class UnusableDatabaseFile(Exception):
@@ -67,6 +68,7 @@ class DatabaseFileReplaced(Exception):
 FILE_IDENTITY = "DBHEALTH_FILE_IDENTITY"
 # Touches the schema's root page (page 1) and parses the schema: `SELECT 1` reads no page.
 PING = "SELECT 1 FROM sqlite_master LIMIT 1"
+BUSY_TIMEOUT = "PRAGMA busy_timeout = {milliseconds}"
 
 
 class SQLiteProbe(VendorProbe):
@@ -100,13 +102,28 @@ class SQLiteProbe(VendorProbe):
             if identity != wrapper.settings_dict.get(FILE_IDENTITY):
                 raise DatabaseFileReplaced(f"database file {path} was replaced")
         # A lock held by a writer makes SQLite wait in its busy handler: never past the deadline.
-        wrapper.connection.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
+        wrapper.dbhealth_busy_milliseconds = max(1, int(remaining * 1000))
+        wrapper.connection.execute(
+            BUSY_TIMEOUT.format(milliseconds=wrapper.dbhealth_busy_milliseconds)
+        )
         # When this probe's long reads must stop (the wrapper is this alias's alone).
         wrapper.dbhealth_stop_at = time.monotonic() + max(0.0, remaining - STOP_HEADROOM)
 
     def ping(self, cursor: Any) -> None:
-        cursor.execute(PING)
-        cursor.fetchall()
+        """Read page 1 without waiting for a lock: a file a writer holds (rollback journal) has
+        answered, as the header read before opening it showed; its pages are read next time."""
+        wrapper = cursor.db
+        wrapper.connection.execute(BUSY_TIMEOUT.format(milliseconds=0))
+        try:
+            cursor.execute(PING)
+            cursor.fetchall()
+        except Exception as exc:
+            if getattr(driver_error(exc), "sqlite_errorcode", 0) & 0xFF != SQLITE_BUSY:
+                raise
+        finally:
+            wrapper.connection.execute(
+                BUSY_TIMEOUT.format(milliseconds=wrapper.dbhealth_busy_milliseconds)
+            )
 
     def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         # No query: the file's size, so a reader stuck on an old snapshot cannot hide it.

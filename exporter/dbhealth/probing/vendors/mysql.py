@@ -217,6 +217,23 @@ PERFORMANCE_SCHEMA_READABLE_QUERY = (
 )
 PERFORMANCE_SCHEMA_QUERY = "SELECT @@performance_schema"
 
+
+def activity_statement(
+    is_mariadb: bool, version: tuple[int, ...], schema: str, performance_schema: bool
+) -> tuple[str, list[str] | None]:
+    """The activity query for this server and its parameters: the lock table of its version,
+    and the metadata locks where performance_schema is readable. Without performance_schema,
+    MySQL 8 knows which schema a transaction touches by the session's current schema only."""
+    if not is_mariadb and version >= MYSQL_DATA_LOCKS_SINCE:
+        lock_tables = DATA_LOCKS_OF_SCHEMA if performance_schema else "SELECT 0"
+        parameters = None
+    else:
+        prefix = "`" + schema.replace("`", "``") + "`."
+        lock_tables, parameters = INNODB_LOCKS_OF_SCHEMA, [prefix, prefix]
+    metadata_locks = METADATA_LOCKS_OF_SCHEMA if performance_schema else ""
+    return ACTIVITY_QUERY.format(lock_tables=lock_tables, metadata_locks=metadata_locks), parameters
+
+
 # What runs on the probe's own connection: VendorProbe.ping, the queries above, and what Django
 # and mysqlclient send when they connect. performance_schema's digests have no user column, so
 # these are recognized by their words; on a quiet schema they would be the top statements.
@@ -231,11 +248,9 @@ OWN_STATEMENTS = (
     PROCESS_QUERY,
     PERFORMANCE_SCHEMA_READABLE_QUERY,
     *(
-        ACTIVITY_QUERY.format(
-            lock_tables=lock_tables, metadata_locks=METADATA_LOCKS_OF_SCHEMA if mdl else ""
-        )
-        for lock_tables in (INNODB_LOCKS_OF_SCHEMA, DATA_LOCKS_OF_SCHEMA)
-        for mdl in (True, False)
+        activity_statement(is_mariadb, version, "schema", readable)[0]
+        for is_mariadb, version in ((True, (10, 11)), (False, (5, 7)), (False, (8, 0)))
+        for readable in (True, False)
     ),
     IDS_QUERY,
     SIZE_QUERY,
@@ -449,25 +464,17 @@ class MySQLProbe(VendorProbe):
         observations.undo_history_length = status.get("innodb_history_list_length")
 
     def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
-        data_locks = not wrapper.mysql_is_mariadb and wrapper.mysql_version >= (
-            MYSQL_DATA_LOCKS_SINCE
-        )
-        # Without SELECT on performance_schema only INNODB_LOCKS (PROCESS) tells which schema a
-        # transaction touches: MySQL 8 is left with the sessions' current schema. Known per
-        # connection (a grant takes effect on new connections).
+        # Known per connection: a grant takes effect on new connections.
         if getattr(wrapper, "dbhealth_performance_schema", None) is None:
             wrapper.dbhealth_performance_schema = performance_schema_readable(cursor)
-        readable = wrapper.dbhealth_performance_schema
-        if data_locks:
-            lock_tables, parameters = (DATA_LOCKS_OF_SCHEMA if readable else "SELECT 0"), []
-        else:
-            prefix = "`" + wrapper.settings_dict["NAME"].replace("`", "``") + "`."
-            lock_tables, parameters = INNODB_LOCKS_OF_SCHEMA, [prefix, prefix]
-        query = ACTIVITY_QUERY.format(
-            lock_tables=lock_tables, metadata_locks=METADATA_LOCKS_OF_SCHEMA if readable else ""
+        query, parameters = activity_statement(
+            wrapper.mysql_is_mariadb,
+            wrapper.mysql_version,
+            wrapper.settings_dict["NAME"],
+            wrapper.dbhealth_performance_schema,
         )
         try:
-            cursor.execute(query, parameters or None)
+            cursor.execute(query, parameters)
         except Exception as exc:
             # INNODB_TRX needs PROCESS: without it the signals are unknown, not zero.
             if error_number(exc) == ER_SPECIFIC_ACCESS_DENIED:

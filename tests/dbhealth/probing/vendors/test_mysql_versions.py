@@ -5,7 +5,11 @@ against the real MariaDB the suite starts."""
 import MySQLdb
 import pytest
 from dbhealth.probing.state import Observations
-from dbhealth.probing.vendors.mysql import read_replication, replica_status_statement
+from dbhealth.probing.vendors.mysql import (
+    activity_statement,
+    read_replication,
+    replica_status_statement,
+)
 
 from tests.dbhealth.probing.vendors.mysql_recorded import (
     MARIADB_10_4,
@@ -128,3 +132,31 @@ def test_the_real_mariadb_answers_the_chosen_statement_with_the_recorded_columns
         assert columns == MARIADB_10_11_COLUMNS
     for needed in ("Slave_IO_Running", "Seconds_Behind_Master", "Last_IO_Errno", "Last_SQL_Errno"):
         assert needed in columns
+
+
+@pytest.mark.parametrize(
+    ("is_mariadb", "version", "lock_table"),
+    [
+        (True, (10, 4, 34), "information_schema.INNODB_LOCKS"),
+        (True, (10, 11, 19), "information_schema.INNODB_LOCKS"),
+        (False, (5, 7, 44), "information_schema.INNODB_LOCKS"),
+        (False, (8, 0, 0), "performance_schema.data_locks"),
+        (False, (8, 4, 3), "performance_schema.data_locks"),
+    ],
+)
+def test_transactions_are_tied_to_the_schema_by_the_lock_table_of_the_version(
+    is_mariadb, version, lock_table
+):
+    query, parameters = activity_statement(is_mariadb, version, "legacy`s", True)
+    assert lock_table in query
+    assert "performance_schema.metadata_locks" in query
+    if lock_table.endswith("INNODB_LOCKS"):
+        # As the lock table writes the schema: `legacy``s`.`items`
+        assert parameters == ["`legacy``s`.", "`legacy``s`."]
+    else:
+        assert parameters is None
+
+    # Without SELECT on performance_schema: no metadata locks, no data_locks.
+    query, _ = activity_statement(is_mariadb, version, "legacy", False)
+    assert "performance_schema" not in query
+    assert ("INNODB_LOCKS" in query) == lock_table.endswith("INNODB_LOCKS")

@@ -64,7 +64,8 @@ class DatabaseFileReplaced(Exception):
     """The path names another file than the connection opened: open it anew."""
 
 
-# Where connection_settings() records the device and inode of the file it checked.
+# Where connection_settings() records the configured path and the device and inode of the file
+# it named when checked: (path, (device, inode)), None for an in-memory database.
 FILE_IDENTITY = "DBHEALTH_FILE_IDENTITY"
 # Touches the schema's root page (page 1) and parses the schema: `SELECT 1` reads no page.
 PING = "SELECT 1 FROM sqlite_master LIMIT 1"
@@ -76,12 +77,14 @@ class SQLiteProbe(VendorProbe):
 
     def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
         result = copy.deepcopy(settings)
-        result["NAME"] = read_only_name(str(result["NAME"]))
+        configured = str(result["NAME"])
+        result["NAME"] = read_only_name(configured)
         result["OPTIONS"]["timeout"] = max(0.05, deadline)
         # The file as it was checked just before the connection opens it: were it replaced in
-        # between, the first probe sees a difference and opens the new one.
-        path = database_path(result["NAME"])
-        result[FILE_IDENTITY] = None if path is None else file_identity(path)
+        # between, the first probe sees a difference and opens the new one. The path as
+        # configured, so that a symbolic link pointed elsewhere counts as a replacement.
+        path = configured_path(configured) if database_path(result["NAME"]) else None
+        result[FILE_IDENTITY] = None if path is None else (path, file_identity(path))
         return result
 
     def keep_connection(self, settings: dict[str, Any]) -> bool:
@@ -94,12 +97,13 @@ class SQLiteProbe(VendorProbe):
         return not (is_uri(name) and IMMUTABLE in split_uri(name)[1])
 
     def start_probe(self, wrapper: Any, remaining: float) -> None:
-        path = database_path(wrapper.settings_dict["NAME"])
-        if path is not None:
+        watched = wrapper.settings_dict.get(FILE_IDENTITY)
+        if watched is not None:
+            path, opened = watched
             identity = file_identity(path)
             if identity is None:
                 raise MissingDatabaseFile(f"database file {path} no longer exists")
-            if identity != wrapper.settings_dict.get(FILE_IDENTITY):
+            if identity != opened:
                 raise DatabaseFileReplaced(f"database file {path} was replaced")
         # A lock held by a writer makes SQLite wait in its busy handler: never past the deadline.
         wrapper.dbhealth_busy_milliseconds = max(1, int(remaining * 1000))
@@ -312,6 +316,11 @@ def database_path(name: str) -> str | None:
     if path in ("", ":memory:") or any(is_memory_mode(parameter) for parameter in parameters):
         return None
     return path
+
+
+def configured_path(name: str) -> str:
+    """The file path NAME gives, before any symbolic link in it is followed."""
+    return split_uri(name)[0] if is_uri(name) else name
 
 
 def wal_path(name: str) -> str | None:

@@ -104,3 +104,22 @@ def test_a_good_file_replaced_by_garbage_reads_down_on_the_next_probe(tmp_path, 
     os.rename(garbage, path)
     alias = harness.round().aliases["cache"]
     assert (alias.up, alias.reason) in ((False, "config"), (False, "error")), alias.message
+
+
+def test_a_symbolic_link_pointed_at_another_file_is_followed(tmp_path, make_harness):
+    """A deploy that points `current.sqlite3` at a new release's file: the configured path
+    names another file now, so it is opened anew."""
+    first, second = tmp_path / "release-1.sqlite3", tmp_path / "release-2.sqlite3"
+    make_database(first, rows=10)
+    make_database(second, rows=300)
+    link = tmp_path / "current.sqlite3"
+    link.symlink_to(first)
+    harness = make_harness({"cache": entry(link)}, refresh_interval=0.0)
+    assert harness.round().aliases["cache"].size_bytes == first.stat().st_size
+
+    staged = tmp_path / "staged.sqlite3"
+    staged.symlink_to(second)
+    os.rename(staged, link)
+    alias = harness.round().aliases["cache"]
+    assert alias.up, alias.message
+    assert alias.size_bytes == second.stat().st_size != first.stat().st_size

@@ -7,6 +7,8 @@ import MySQLdb
 import pytest
 from dbhealth.probing.vendors.mysql import MySQLProbe
 
+from tests.dbhealth_fixtures import promtool_check_metrics
+
 OPEN_SESSIONS = 12
 PROCESS_SIGNALS = {
     "connections_by_state",
@@ -73,6 +75,8 @@ def test_without_process_every_connection_is_counted_and_none_by_state(
         assert getattr(alias, signal) is None, signal
     assert set(lacking(harness, "legacy")) == PROCESS_SIGNALS
     assert set(lacking(harness, "legacy").values()) == {"PROCESS ON *.*"}
+    checked = promtool_check_metrics(harness.exposition())
+    assert checked.returncode == 0 and not checked.stdout + checked.stderr, checked
 
 
 def test_with_process_the_connections_are_counted_by_state(server, open_sessions, make_harness):

@@ -314,3 +314,6 @@ class ReplayCursor:
     def fetchall(self) -> list[tuple[Any, ...]]:
         rows, self._rows = self._rows, []
         return rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None

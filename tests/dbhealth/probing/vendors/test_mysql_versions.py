@@ -2,10 +2,18 @@
 answers of servers that cannot run here (recorded in mysql_recorded.py, provenance there) and
 against the real MariaDB the suite starts."""
 
+from dataclasses import dataclass
+
 import MySQLdb
 import pytest
 from dbhealth.probing.state import Observations
 from dbhealth.probing.vendors.mysql import (
+    CONNECTIONS_QUERY,
+    MYSQL_INNODB_METRICS_QUERY,
+    MYSQL_STATUS_QUERY,
+    PROCESS_QUERY,
+    VERSION_QUERY,
+    MySQLProbe,
     activity_statement,
     read_replication,
     replica_status_statement,
@@ -160,3 +168,70 @@ def test_transactions_are_tied_to_the_schema_by_the_lock_table_of_the_version(
     query, _ = activity_statement(is_mariadb, version, "legacy", False)
     assert "performance_schema" not in query
     assert ("INNODB_LOCKS" in query) == lock_table.endswith("INNODB_LOCKS")
+
+
+# A MySQL 8.0.21 replica's answers to the rest of the facts read, in the shape its manual shows
+# (made up values; the statements are the probe's own).
+DENIED_PROCESS = (
+    1227,
+    "Access denied; you need (at least one of) the PROCESS privilege(s) for this operation",
+)
+
+
+def mysql_8_0_21_facts(process: bool) -> RecordedServer:
+    answers = {
+        **MYSQL_8_0_21.answers,
+        VERSION_QUERY: (("VERSION()", "@@max_connections", "UNIX_TIMESTAMP()"), [
+            ("8.0.21-log", 151, 1_796_600_000)
+        ]),
+        MYSQL_STATUS_QUERY: (("Variable_name", "Value"), [
+            ("Aborted_clients", "4"), ("Aborted_connects", "2"), ("Com_commit", "90"),
+            ("Com_rollback", "3"), ("Threads_connected", "12"), ("Threads_running", "2"),
+            ("Uptime", "1000"),
+        ]),
+    }  # fmt: skip
+    refusals = dict(MYSQL_8_0_21.refusals)
+    if process:
+        answers[MYSQL_INNODB_METRICS_QUERY] = (
+            ("NAME", "COUNT"),
+            [("lock_deadlocks", 5), ("trx_rseg_history_len", 40)],
+        )
+        answers[PROCESS_QUERY] = (("COUNT(*)",), [(0,)])
+        answers[CONNECTIONS_QUERY] = (("COMMAND", "COUNT(*)"), [("Sleep", 10), ("Query", 2)])
+    else:
+        refusals[MYSQL_INNODB_METRICS_QUERY] = refusals[PROCESS_QUERY] = DENIED_PROCESS
+    return RecordedServer(
+        name="MySQL 8.0.21 facts",
+        is_mariadb=False,
+        version=(8, 0, 21),
+        answers=answers,
+        refusals=refusals,
+    )
+
+
+@dataclass
+class Wrapper:
+    """What the facts read asks of Django's connection wrapper."""
+
+    mysql_is_mariadb: bool
+    mysql_version: tuple[int, ...]
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_the_whole_facts_read_of_a_mysql_8_0_21_replica(process):
+    server = mysql_8_0_21_facts(process)
+    cursor = ReplayCursor(server)
+    observations = Observations()
+    MySQLProbe().read_server(Wrapper(False, server.version), cursor, observations)
+    assert "SHOW REPLICA STATUS" not in cursor.sent
+    assert observations.version == "8.0.21"
+    assert observations.server_start_time == 1_796_600_000 - 1000
+    assert observations.transactions == {"commit": 90, "rollback": 3}
+    assert (observations.replica, observations.replication_lag_seconds) == (True, 7.0)
+    if process:
+        assert observations.connections == {"idle": 10, "active": 2}
+        assert (observations.deadlocks, observations.undo_history_length) == (5, 40)
+    else:
+        # Counted, not by state; the InnoDB counters unknown, never 0.
+        assert observations.connections == {"unknown": 12}
+        assert (observations.deadlocks, observations.undo_history_length) == (None, None)

@@ -111,3 +111,19 @@ def test_a_user_with_no_monitoring_grant_is_told_every_grant_it_lacks(server, ma
         "transactions_by_table": "SELECT ON performance_schema.*",
         "id_headroom": "REFERENCES ON `legacy`.*",
     }
+
+
+def test_process_held_through_a_mariadb_role_counts_as_held(server, open_sessions, make_harness):
+    """A MariaDB role granted as the user's default role: its PROCESS is the user's."""
+    server.sql("CREATE ROLE monitoring_role")
+    server.sql("GRANT PROCESS ON *.* TO monitoring_role")
+    server.create_user("through_role", grants=("SHOW VIEW ON legacy.*", "monitoring_role"))
+    server.sql("SET DEFAULT ROLE monitoring_role FOR through_role@'%'")
+    settings = server.django_settings("legacy", "through_role", server.passwords["through_role"])
+    harness = make_harness({"legacy": settings})
+    alias = harness.round().aliases["legacy"]
+    assert alias.up, alias.message
+    by_state = connection_series(harness)
+    assert by_state["idle"] == OPEN_SESSIONS and "unknown" not in by_state
+    assert alias.blocked_sessions == 0
+    assert not PROCESS_SIGNALS & set(lacking(harness, "legacy"))

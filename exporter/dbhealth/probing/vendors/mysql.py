@@ -211,6 +211,10 @@ MARIADB_REPLICA_SINCE = (10, 5, 1)
 MYSQL_REPLICA_SINCE = (8, 0, 22)
 # MySQL 8.0 dropped information_schema.INNODB_LOCKS for performance_schema.data_locks.
 MYSQL_DATA_LOCKS_SINCE = (8, 0, 0)
+# performance_schema.metadata_locks: MySQL 5.7, MariaDB from 10.5.2 (its performance_schema of
+# MySQL 5.7); older servers have no such table.
+MYSQL_METADATA_LOCKS_SINCE = (5, 7, 0)
+MARIADB_METADATA_LOCKS_SINCE = (10, 5, 2)
 # A cheap read that performance_schema refuses (1142) to a user without SELECT on it.
 PERFORMANCE_SCHEMA_READABLE_QUERY = (
     "SELECT COUNT(*) FROM performance_schema.events_statements_summary_by_digest WHERE 1 = 0"
@@ -222,15 +226,17 @@ def activity_statement(
     is_mariadb: bool, version: tuple[int, ...], schema: str, performance_schema: bool
 ) -> tuple[str, list[str] | None]:
     """The activity query for this server and its parameters: the lock table of its version,
-    and the metadata locks where performance_schema is readable. Without performance_schema,
-    MySQL 8 knows which schema a transaction touches by the session's current schema only."""
+    and the metadata locks where performance_schema is readable and has them. Without
+    performance_schema, MySQL 8 knows which schema a transaction touches by the session's
+    current schema only."""
     if not is_mariadb and version >= MYSQL_DATA_LOCKS_SINCE:
         lock_tables = DATA_LOCKS_OF_SCHEMA if performance_schema else "SELECT 0"
         parameters = None
     else:
         prefix = "`" + schema.replace("`", "``") + "`."
         lock_tables, parameters = INNODB_LOCKS_OF_SCHEMA, [prefix, prefix]
-    metadata_locks = METADATA_LOCKS_OF_SCHEMA if performance_schema else ""
+    since = MARIADB_METADATA_LOCKS_SINCE if is_mariadb else MYSQL_METADATA_LOCKS_SINCE
+    metadata_locks = METADATA_LOCKS_OF_SCHEMA if performance_schema and version >= since else ""
     return ACTIVITY_QUERY.format(lock_tables=lock_tables, metadata_locks=metadata_locks), parameters
 
 
@@ -249,7 +255,7 @@ OWN_STATEMENTS = (
     PERFORMANCE_SCHEMA_READABLE_QUERY,
     *(
         activity_statement(is_mariadb, version, "schema", readable)[0]
-        for is_mariadb, version in ((True, (10, 11)), (False, (5, 7)), (False, (8, 0)))
+        for is_mariadb, version in ((True, (10, 11, 0)), (False, (5, 7, 0)), (False, (8, 0, 0)))
         for readable in (True, False)
     ),
     IDS_QUERY,

@@ -15,6 +15,7 @@ from dbhealth.probing.vendors.mysql import (
     VERSION_QUERY,
     MySQLProbe,
     activity_statement,
+    is_own_statement,
     read_replication,
     replica_status_statement,
 )
@@ -145,7 +146,6 @@ def test_the_real_mariadb_answers_the_chosen_statement_with_the_recorded_columns
 @pytest.mark.parametrize(
     ("is_mariadb", "version", "lock_table"),
     [
-        (True, (10, 4, 34), "information_schema.INNODB_LOCKS"),
         (True, (10, 11, 19), "information_schema.INNODB_LOCKS"),
         (False, (5, 7, 44), "information_schema.INNODB_LOCKS"),
         (False, (8, 0, 0), "performance_schema.data_locks"),
@@ -235,3 +235,23 @@ def test_the_whole_facts_read_of_a_mysql_8_0_21_replica(process):
         # Counted, not by state; the InnoDB counters unknown, never 0.
         assert observations.connections == {"unknown": 12}
         assert (observations.deadlocks, observations.undo_history_length) == (None, None)
+
+
+def test_servers_without_metadata_locks_are_not_asked_for_them():
+    """MariaDB before 10.5.2 has MySQL 5.6's performance_schema: no metadata_locks table."""
+    query, _ = activity_statement(True, (10, 4, 34), "legacy", True)
+    assert "metadata_locks" not in query and "INNODB_LOCKS" in query
+    query, _ = activity_statement(True, (10, 5, 2), "legacy", True)
+    assert "metadata_locks" in query
+
+
+@pytest.mark.parametrize(
+    ("is_mariadb", "version"),
+    [(True, (10, 4, 34)), (True, (10, 11, 19)), (False, (5, 7, 44)), (False, (8, 4, 3))],
+)
+@pytest.mark.parametrize("performance_schema", [True, False])
+def test_every_activity_statement_is_recognized_as_the_probes_own(
+    is_mariadb, version, performance_schema
+):
+    query, _ = activity_statement(is_mariadb, version, "legacy", performance_schema)
+    assert is_own_statement(query.replace("%s", "0"))

@@ -48,9 +48,13 @@ ER_SPECIFIC_ACCESS_DENIED = 1227
 ER_TABLEACCESS_DENIED = 1142
 BACKGROUND_USERS = ("system user", "event_scheduler")
 
+# Every session by command, for a user holding PROCESS only: the INNODB_TRX term makes the
+# statement fail (1227) for any other user, whom PROCESSLIST would show its own sessions alone.
+# One round trip either way.
 CONNECTIONS_QUERY = """
 SELECT COMMAND, COUNT(*) FROM information_schema.PROCESSLIST
 WHERE USER NOT IN ('system user', 'event_scheduler') AND COMMAND <> 'Daemon'
+  AND (SELECT COUNT(*) FROM information_schema.INNODB_TRX) >= 0
 GROUP BY COMMAND
 """
 
@@ -387,11 +391,14 @@ class MySQLProbe(VendorProbe):
     def _read_connections(self, cursor: Any, status: dict[str, int]) -> dict[str, int] | None:
         """Connections by state where the user sees every session (PROCESS), else all of them
         under `unknown`: PROCESSLIST would show the user's own sessions only."""
-        if not holds_process(cursor):
+        try:
+            cursor.execute(CONNECTIONS_QUERY)
+        except Exception as exc:
+            if error_number(exc) != ER_SPECIFIC_ACCESS_DENIED:
+                raise
             if "threads_connected" not in status:
                 return None
             return {UNKNOWN_STATE: status["threads_connected"]}
-        cursor.execute(CONNECTIONS_QUERY)
         connections: dict[str, int] = {}
         for command, count in cursor.fetchall():
             state = COMMAND_STATES.get(command, "other")

@@ -11,7 +11,6 @@ from dbhealth.probing.vendors.mysql import (
     CONNECTIONS_QUERY,
     MYSQL_INNODB_METRICS_QUERY,
     MYSQL_STATUS_QUERY,
-    PROCESS_QUERY,
     VERSION_QUERY,
     MySQLProbe,
     activity_statement,
@@ -196,10 +195,9 @@ def mysql_8_0_21_facts(process: bool) -> RecordedServer:
             ("NAME", "COUNT"),
             [("lock_deadlocks", 5), ("trx_rseg_history_len", 40)],
         )
-        answers[PROCESS_QUERY] = (("COUNT(*)",), [(0,)])
         answers[CONNECTIONS_QUERY] = (("COMMAND", "COUNT(*)"), [("Sleep", 10), ("Query", 2)])
     else:
-        refusals[MYSQL_INNODB_METRICS_QUERY] = refusals[PROCESS_QUERY] = DENIED_PROCESS
+        refusals[MYSQL_INNODB_METRICS_QUERY] = refusals[CONNECTIONS_QUERY] = DENIED_PROCESS
     return RecordedServer(
         name="MySQL 8.0.21 facts",
         is_mariadb=False,

@@ -142,3 +142,39 @@ def test_mariadb_user_connection_limit_is_its_own_reason(make_fleet, make_mariad
         holder.close()
     fleet.expect_up()
     fleet.finish()
+
+
+def test_a_hung_server_with_more_databases_than_its_cap_harms_no_one_else(
+    make_fleet, make_postgres
+) -> None:
+    names = [f"db{index}" for index in range(5)]
+    server = make_postgres(databases=names)
+    entries = {
+        name: server.django_settings(name, "monitor", server.monitor_password) for name in names
+    }
+    # A cap of 2: db0 keeps a connection, the other four take turns on one slot, every round.
+    fleet: Fleet = make_fleet(
+        "db0",
+        entries["db0"],
+        extra={name: entries[name] for name in names[1:]},
+        max_connections_per_server=2,
+        rotation_interval=0.001,
+    )
+    state = fleet.scrape()
+    assert all(state.aliases[name].up for name in names)
+    server.pause()
+    try:
+        for _ in range(3):
+            # Each scrape: the healthy aliases answered in this round, within the deadline.
+            state = fleet.scrape()
+            for name in names:
+                alias = state.aliases[name]
+                # Down only from its own probe's deadline, never from waiting for a slot.
+                assert alias.up or alias.message.startswith("no answer within"), alias.message
+        assert (state.aliases["db0"].up, state.aliases["db0"].reason) == (False, "timeout")
+        waits = fleet.harness.value("dbhealth_probe_slot_waits_total", alias="db4")
+        assert waits is not None and waits >= 1
+    finally:
+        server.resume()
+    fleet.expect_up()
+    fleet.finish()

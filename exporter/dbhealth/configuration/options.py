@@ -61,6 +61,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "statement_text_length": 200,
     "scrape_timeout_margin": 0.5,
     "max_connections_per_server": 16,
+    "rotation_interval": 30.0,
     "id_headroom_top_n": 10,
     "integrity_interval": 3600.0,
 }
@@ -89,6 +90,7 @@ VALIDATORS = {
     "statement_text_length": whole_number,
     "scrape_timeout_margin": non_negative_number,
     "max_connections_per_server": positive_whole_number,
+    "rotation_interval": positive_number,
     "id_headroom_top_n": whole_number,
     "integrity_interval": positive_number,
     "replica": boolean,

@@ -49,10 +49,27 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         families = Families()
+        slot_waits = counter(
+            "dbhealth_probe_slot_waits",
+            "Scrapes that found the alias due while it waited for one of the exporter's own"
+            " connection slots or probe threads; it kept its last result (see probe_age).",
+            labels=["alias"],
+        )
+        probe_age = gauge(
+            "dbhealth_probe_age_seconds",
+            "Time since the alias's last recorded probe.",
+            labels=["alias"],
+        )
         for target in self.targets:
             alias_state = self.state.aliases.get(target.alias)
             if alias_state is not None:
                 families.add_alias(target, alias_state, self.now)
+                probe_age.add_metric([target.alias], max(0.0, self.now - alias_state.checked_at))
+            slot_waits.add_metric([target.alias], self.state.slot_waits.get(target.alias, 0))
+        yield slot_waits
+        yield probe_age
+        if self.state.discoveries:
+            yield from discovery_families(self.state)
         rounds = counter("dbhealth_probe_rounds", "Probe rounds run by the whole service.")
         rounds.add_metric([], self.state.rounds)
         yield rounds
@@ -65,6 +82,28 @@ class StateCollector:
         build.add_metric(list(labels.values()), 1)
         yield build
         yield from families.all()
+
+
+def discovery_families(state: ServiceState) -> list[Metric]:
+    """[discover.<name>] tables: how many aliases each adds, whether max_aliases cut it."""
+    aliases = gauge(
+        "dbhealth_discovery_aliases", "Aliases a discovery table adds now.", labels=["discovery"]
+    )
+    capped = gauge(
+        "dbhealth_discovery_capped",
+        "1 when more databases matched a discovery table than its max_aliases allows.",
+        labels=["discovery"],
+    )
+    listed = gauge(
+        "dbhealth_discovery_up",
+        "1 if the last listing of a discovery table's databases worked.",
+        labels=["discovery"],
+    )
+    for name, status in sorted(state.discoveries.items()):
+        aliases.add_metric([name], status.aliases)
+        capped.add_metric([name], 1 if status.capped else 0)
+        listed.add_metric([name], 1 if status.ok else 0)
+    return [aliases, capped, listed]
 
 
 class Families:

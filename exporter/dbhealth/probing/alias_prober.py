@@ -96,7 +96,6 @@ class AliasProber:
     def _probe(self, deadline_at: float, parts: frozenset[str], progress: Progress) -> None:
         if self.vendor_probe is None:
             raise LookupError(f"no probe for vendor {self.target.vendor!r}")
-        probe = self.vendor_probe
         reused = self._wrapper is not None and self._wrapper.connection is not None
         wrapper = self._connection(deadline_at, progress)
         try:
@@ -113,9 +112,9 @@ class AliasProber:
             cursor = wrapper.cursor()
             self._ping(wrapper, cursor, deadline_at, progress)
         with cursor:
-            if SERVER_PART in parts:
-                probe.read_server(wrapper, cursor, progress.observations)
-            for part in EXPENSIVE_PARTS:
+            # The server facts are optional like every part after the ping: a facts statement
+            # the server refuses (SHOW REPLICA STATUS before MySQL 8.0.22) leaves the alias up.
+            for part in (SERVER_PART, *EXPENSIVE_PARTS):
                 if part in parts:
                     self._read_part(part, wrapper, cursor, deadline_at, progress)
 
@@ -133,7 +132,9 @@ class AliasProber:
         observations = progress.observations
         probe = self.vendor_probe
         try:
-            if part == ACTIVITY_PART:
+            if part == SERVER_PART:
+                probe.read_server(wrapper, cursor, observations)
+            elif part == ACTIVITY_PART:
                 probe.read_activity(wrapper, cursor, observations)
             elif part == "size":
                 observations.size_bytes = probe.read_size(wrapper, cursor)

@@ -210,9 +210,23 @@ class AliasState(Observations):
         return mine
 
 
+@dataclass(frozen=True)
+class DiscoveryStatus:
+    """One [discover.<name>] table as last listed."""
+
+    aliases: int
+    capped: bool  # more databases matched than max_aliases allowed
+    ok: bool  # the last listing worked
+
+
 @dataclass
 class ServiceState:
     """A snapshot for one scrape: the aliases it asked for, as last recorded."""
 
     rounds: int = 0
     aliases: dict[str, AliasState] = field(default_factory=dict)
+    # Scrapes that wanted an alias probed while it waited for a connection slot or a probe
+    # thread of the exporter's own (it kept its last result meanwhile), per alias asked for.
+    slot_waits: dict[str, int] = field(default_factory=dict)
+    # Discovery tables by name (probing/discovery.py).
+    discoveries: dict[str, DiscoveryStatus] = field(default_factory=dict)

@@ -17,7 +17,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from dbhealth.configuration.targets import load_targets, service_options
+from dbhealth.configuration.targets import (
+    configured_targets,
+    discovery_specs,
+    load_targets,
+    service_options,
+)
 from dbhealth.configuration.toml_file import load_config_file
 from dbhealth.probing.service import probe_service
 
@@ -57,20 +62,25 @@ def reload_configuration() -> None:
             status.successful = False
             logger.error("configuration not reloaded, the old one stays in use: %s", exc)
             raise
-        previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS
+        discover = getattr(settings, "DBHEALTH_DISCOVER", {})
+        previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS, discover
         settings.DATABASES, settings.DBHEALTH_DEFAULTS = loaded.databases, loaded.defaults
+        settings.DBHEALTH_DISCOVER = loaded.discover
         load_targets.cache_clear()
         service_options.cache_clear()
         try:
-            targets, options = load_targets(), service_options()
+            specs, options = discovery_specs(), service_options()
+            targets = configured_targets()
         except (ImproperlyConfigured, ValueError) as exc:
-            settings.DATABASES, settings.DBHEALTH_DEFAULTS = previous
+            settings.DATABASES, settings.DBHEALTH_DEFAULTS, settings.DBHEALTH_DISCOVER = previous
             load_targets.cache_clear()
             service_options.cache_clear()
             status.successful = False
             logger.error("configuration not reloaded, the old one stays in use: %s", exc)
             raise ImproperlyConfigured(str(exc)) from None
-        probe_service().reconfigure(targets, options)
+        service = probe_service()
+        service.reconfigure(load_targets(), options)
+        service.sync_discovery(specs)
         status.successful = True
         status.last_success = time.time()
         logger.info("configuration reloaded from %s: %d aliases", path, len(targets))

@@ -4,6 +4,8 @@ Every view is wrapped by `endpoint`, so the same rules hold wherever the URLs ar
 the dbhealth service or under a prefix of a host project, whatever the host's middleware.
 """
 
+import time
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -19,7 +21,7 @@ from dbhealth.exposition.encoding import encode
 from dbhealth.exposition.families import StateCollector, reload_families
 from dbhealth.exposition.health_rows import build_report
 from dbhealth.exposition.project_families import ProjectCollector
-from dbhealth.probing.service import current_state
+from dbhealth.probing.service import current_state, rendering_cost
 from dbhealth.serving import reload, web_config
 from dbhealth.serving.auth import View, token_required
 from dbhealth.serving.scrape_budget import budget_from_headers
@@ -61,8 +63,11 @@ def open_endpoint(view: View) -> View:
     return never_cache(require_safe(view))
 
 
-def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
+def exposition(request: HttpRequest, registry: Combined, aliases: int = 0) -> HttpResponse:
+    """The encoded answer; its cost per alias is learnt so that scrapes keep time for it."""
+    started = time.monotonic()
     body, content_type = encode(registry, request.headers.get("Accept", ""))
+    rendering_cost.note(aliases, time.monotonic() - started)
     return HttpResponse(body, content_type=content_type)
 
 
@@ -88,7 +93,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         sources.append(Families(reloads))
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
         sources.append(REGISTRY)
-    return exposition(request, Combined(*sources))
+    return exposition(request, Combined(*sources), aliases=len(targets))
 
 
 @endpoint
@@ -108,6 +113,7 @@ def probe(request: HttpRequest) -> HttpResponse:
             StateCollector(targets, state),
             ProjectCollector(targets, state, only_alias=target.alias),
         ),
+        aliases=len(targets),
     )
 
 

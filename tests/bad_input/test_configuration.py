@@ -142,7 +142,7 @@ def test_serve_reports_broken_aliases_and_serves_the_others(broken_aliases):
     output = log.read_text()
     for alias, words in EXPECTED.items():
         line = next(line for line in output.splitlines() if f"database alias '{alias}'" in line)
-        assert "(dbhealth.E002)" in line and all(word in line for word in words), line
+        assert "(dbhealth.W003)" in line and all(word in line for word in words), line
     assert "Traceback" not in output
 
 

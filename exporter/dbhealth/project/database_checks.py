@@ -32,7 +32,7 @@ def check_project_on_databases(
 ) -> list[checks.CheckMessage]:
     if not databases or project_layout().empty:
         return []
-    # An alias with a configuration problem is reported by check_targets (dbhealth.E002).
+    # An alias with a configuration problem is reported by check_targets (dbhealth.W003).
     targets = tuple(t for t in load_targets() if t.alias in databases and t.problem is None)
     if not targets:
         return []

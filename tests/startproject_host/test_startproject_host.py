@@ -36,6 +36,9 @@ def test_serve_starts_in_the_host_and_probes_its_aliases(monitored_shop, setting
     assert 'dbhealth_up{alias="default",vendor="postgresql"} 1.0' in text
     assert 'dbhealth_up{alias="replica",vendor="postgresql"} 1.0' in text
     assert 'dbhealth_migrations_pending{alias="default"} 0.0' in text
+    # No router: the shop reads the replica with .using(), which only its code knows.
+    route = 'app_label="shop",model="Product",read_alias="not routed",write_alias="not routed"'
+    assert f"dbhealth_route_info{{{route}}} 1.0" in text
     log = (tmp_path / "serve.log").read_text()
     assert "admin.E4" not in log and "Traceback" not in log, log
 

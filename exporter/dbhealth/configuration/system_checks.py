@@ -5,7 +5,9 @@ Embedded in a host project, these checks run in every one of the host's commands
 has no monitoring password, token or certificate). So what needs a secret or a server never
 stops a command there:
 - an alias that cannot be probed (its `password_env` unset, say) is a warning: `serve` reports it
-  down with reason `config` and serves the others, so it is no reason to refuse anything;
+  down with reason `config` and serves the others, so it is no reason to refuse anything; the
+  same problem is an error (dbhealth.E002) for `check --deploy`, the gate run with production
+  settings, where the secrets are;
 - the token file and the web configuration file (TLS keys, user hashes) are checked only with
   `check --deploy`; `serve` itself refuses to start, with one line, when they are unusable.
 Only dbhealth's own settings (an option that is not valid) are errors in every command.
@@ -46,6 +48,25 @@ def check_targets(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 )
             )
     return messages
+
+
+@checks.register(deploy=True)
+def check_targets_for_deploy(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """`check --deploy` runs with the settings and secrets of production: an alias that cannot
+    be probed there would be down from the start."""
+    try:
+        targets = load_targets()
+    except Exception:
+        return []  # check_targets reports it (dbhealth.E001)
+    return [
+        checks.Error(
+            f"database alias {target.alias!r}: {target.problem}",
+            hint="The alias would be reported down with reason 'config'.",
+            id="dbhealth.E002",
+        )
+        for target in targets
+        if target.problem is not None
+    ]
 
 
 @checks.register(deploy=True)

@@ -44,8 +44,12 @@ def monitored_shop(shop, postgres, postgres_replica) -> dict[str, str]:
     """The host's environment where dbhealth runs: the monitoring secret set, the shop migrated
     (its tables on the replica too) and the monitoring role granted what the README lists."""
     run(shop, SETTINGS[0], "migrate", "--no-input")
-    # The README's least privilege: pg_monitor, and reading which migrations are applied.
-    postgres.sql(f"GRANT SELECT ON django_migrations TO {MONITOR_ROLE}", dbname="shop")
+    # The README's least privilege: pg_monitor, sequences, which migrations are applied.
+    postgres.sql(
+        f"GRANT SELECT ON django_migrations TO {MONITOR_ROLE};"
+        f" GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {MONITOR_ROLE}",
+        dbname="shop",
+    )
     postgres_replica.wait_caught_up()
     return {**shop, "SHOP_MONITOR_PASSWORD": postgres.passwords[MONITOR_ROLE]}
 

@@ -103,3 +103,20 @@ def test_the_replica_read_through_using_serves_under_gunicorn(monitored_shop, tm
         status, text = served.get("/dbhealth/metrics")
     assert status == 200
     assert 'dbhealth_up{alias="replica",vendor="postgresql"} 1.0' in text
+
+
+def test_check_deploy_database_names_the_grant_the_monitoring_role_lacks(monitored_shop, postgres):
+    postgres.sql("REVOKE SELECT ON django_migrations FROM shop_monitor", dbname="shop")
+    try:
+        result = run(monitored_shop, SETTINGS[0], "check", "--deploy", "--database", "default")
+    finally:
+        postgres.sql("GRANT SELECT ON django_migrations TO shop_monitor", dbname="shop")
+    lines = [line for line in result.stderr.splitlines() if "dbhealth.W110" in line]
+    assert len(lines) == 1, result.stderr
+    assert (
+        "database alias 'default': role shop_monitor lacks SELECT on django_migrations" in lines[0]
+    )
+    assert 'HINT: GRANT SELECT ON django_migrations TO "shop_monitor";' in result.stderr
+    # With the grant back, nothing is missing.
+    result = run(monitored_shop, SETTINGS[0], "check", "--deploy", "--database", "default")
+    assert "dbhealth.W110" not in result.stderr, result.stderr

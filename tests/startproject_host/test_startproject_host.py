@@ -15,6 +15,7 @@ HOST_COMMANDS = (
     ("makemigrations", "--check", "--dry-run"),
     ("showmigrations",),
     ("sqlmigrate", "shop", "0001"),
+    ("test", "tests.startproject_host.shop"),
 )
 
 

@@ -70,3 +70,33 @@ def test_a_project_read_that_fails_is_absent_and_counted(exporter_settings, embe
     # Readable again: the true count.
     postgres.sql("GRANT SELECT ON django_migrations TO project_reader", dbname="project_part")
     assert samples("dbhealth_migrations_pending") == {(("alias", "app"),): 0.0}
+
+
+def test_mariadb_a_project_read_that_fails_is_absent_and_counted(
+    exporter_settings, embedded, mariadb
+):
+    """The issue's case: an alias kept 55 pending after a change made it 54."""
+    mariadb.create_database("project_part")
+    mariadb.sql(
+        "CREATE TABLE django_migrations (id INT AUTO_INCREMENT PRIMARY KEY, app VARCHAR(255),"
+        " name VARCHAR(255))",
+        db="project_part",
+    )
+    password = mariadb.create_user(
+        "project_reader",
+        grants=("SHOW VIEW ON project_part.*", "SELECT ON project_part.django_migrations"),
+    )
+    exporter_settings(
+        {"app": mariadb.django_settings("project_part", "project_reader", password)},
+        refresh_interval=0.001,
+    )
+    assert samples("dbhealth_migrations_pending") == {(("alias", "app"),): 1.0}
+
+    mariadb.sql(
+        "INSERT INTO django_migrations (app, name) VALUES ('shop', '0001_initial')",
+        db="project_part",
+    )
+    mariadb.sql("REVOKE SELECT ON project_part.django_migrations FROM 'project_reader'@'%'")
+    assert samples("dbhealth_migrations_pending") == {}
+    failures = samples("dbhealth_part_failures_total")
+    assert any(dict(key)["part"] == "project" for key in failures), failures

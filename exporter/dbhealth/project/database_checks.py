@@ -87,6 +87,10 @@ def findings(row: AliasReport) -> list[checks.CheckMessage]:
     return messages
 
 
+# Vendors whose roles hold grants (SQLite's access is the file's, which a probe names itself).
+GRANTED = {"postgresql", "mysql"}
+
+
 # Deploy-only and tagged `database`, like the project check above: it connects.
 @checks.register(checks.Tags.database, deploy=True)
 def check_grants_on_databases(
@@ -98,7 +102,7 @@ def check_grants_on_databases(
         return []
     messages: list[checks.CheckMessage] = []
     for target in load_targets():
-        if target.alias in databases and target.problem is None and target.vendor in PROBES:
+        if target.alias in databases and target.problem is None and target.vendor in GRANTED:
             messages += grant_findings(target)
     return messages
 
@@ -110,9 +114,10 @@ def grant_findings(target: Target) -> list[checks.CheckMessage]:
     reads_migrations = target.migrations and bool(layout.migrations)
     migrations_table = MigrationRecorder.Migration._meta.db_table if reads_migrations else None
     probe = PROBES[target.vendor]
-    settings = probe.connection_settings(target.settings, target.deadline)
-    wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, target.alias)
+    wrapper = None
     try:
+        settings = probe.connection_settings(target.settings, target.deadline)
+        wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, target.alias)
         wrapper.ensure_connection()
         probe.prepare_connection(wrapper, target.deadline)
         with wrapper.cursor() as cursor:
@@ -127,7 +132,8 @@ def grant_findings(target: Target) -> list[checks.CheckMessage]:
             )
         ]
     finally:
-        wrapper.close()
+        if wrapper is not None:
+            wrapper.close()
     return [
         checks.Warning(
             f"database alias {target.alias!r}: role {role} lacks {grant.missing}, so these are "

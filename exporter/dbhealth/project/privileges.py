@@ -29,13 +29,12 @@ class MissingGrant:
 def missing_grants(
     wrapper: Any, cursor: Any, migrations_table: str | None
 ) -> tuple[str, list[MissingGrant]]:
-    """(the role, what it lacks) on this connection. `migrations_table`: the project's
-    django_migrations table, when the alias's pending migrations are read, else None."""
+    """(the role, what it lacks) on this PostgreSQL or MySQL/MariaDB connection.
+    `migrations_table`: the project's django_migrations table, when the alias's pending
+    migrations are read, else None."""
     if wrapper.vendor == "postgresql":
         return postgresql_missing(cursor, migrations_table)
-    if wrapper.vendor == "mysql":
-        return mysql_missing(wrapper, cursor, migrations_table)
-    return "", []  # SQLite: file permissions, which a failed connection already names
+    return mysql_missing(wrapper, cursor, migrations_table)
 
 
 def postgresql_missing(cursor: Any, migrations_table: str | None) -> tuple[str, list[MissingGrant]]:

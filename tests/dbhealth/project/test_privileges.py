@@ -130,3 +130,10 @@ def test_an_alias_that_cannot_connect_says_so(exporter_settings, embedded, postg
     [message] = check_grants_on_databases(databases=["app"])
     assert message.id == "dbhealth.W111"
     assert "grants could not be read (auth: OperationalError)" in message.msg
+
+
+def test_sqlite_has_no_grants_to_name(exporter_settings, tmp_path):
+    """Its access is the file's: a missing file is the probe's own `config` reason."""
+    missing = tmp_path / "nowhere.sqlite3"
+    exporter_settings({"cache": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(missing)}})
+    assert check_grants_on_databases(databases=["cache"]) == []

@@ -6,9 +6,9 @@ wonders why pending migrations never show: `check --deploy --database ALIAS` say
 what is missing and the statement that grants it (dbhealth.project.database_checks).
 
 Read with the probe's own connection settings (the alias's monitoring role, read-only): the
-privilege functions and catalog views any role may read, and, where only trying tells (a table
+privilege functions and catalog views any role may read, and, where only trying tells (a
 privilege that may come from a global, schema or table grant, or a role), a `SELECT ... LIMIT 0`
-that reads no row.
+that reads no row (a count of INNODB_TRX for MySQL's PROCESS).
 """
 
 from dataclasses import dataclass
@@ -95,13 +95,11 @@ def mysql_missing(
     (current,) = cursor.fetchone()
     user, _, host = current.rpartition("@")
     role = f"'{user}'@'{host}'"
-    cursor.execute(
-        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = %s",
-        [role],
-    )
-    global_privileges = {name for (name,) in cursor.fetchall()}
     missing = []
-    if "PROCESS" not in global_privileges:
+    # Tried, not looked up: USER_PRIVILEGES leaves out what a (default) role grants, and SHOW
+    # GRANTS carries the password hash. INNODB_TRX is what the probe reads with PROCESS; it
+    # checks the privilege as it fills its rows, so LIMIT 0 would pass.
+    if denied(cursor, "information_schema.INNODB_TRX", mysql_denial, "SELECT COUNT(*) FROM {}"):
         missing.append(
             MissingGrant(
                 "other sessions (connections by state), transactions and lock waits",
@@ -159,10 +157,10 @@ def migrations_grant(table: str, statement: str) -> MissingGrant:
     )
 
 
-def denied(cursor: Any, table: str, is_denial) -> bool:
+def denied(cursor: Any, table: str, is_denial, query: str = "SELECT 1 FROM {} LIMIT 0") -> bool:
     """True when reading `table` is refused; a table that does not exist is not refused."""
     try:
-        cursor.execute(f"SELECT 1 FROM {table} LIMIT 0")  # names from code, never from input
+        cursor.execute(query.format(table))  # names from code, never from input
         cursor.fetchall()
     except Exception as exc:
         if is_denial(exc):

@@ -137,3 +137,18 @@ def test_sqlite_has_no_grants_to_name(exporter_settings, tmp_path):
     missing = tmp_path / "nowhere.sqlite3"
     exporter_settings({"cache": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(missing)}})
     assert check_grants_on_databases(databases=["cache"]) == []
+
+
+def test_mariadb_a_grant_held_through_a_role_is_not_missing(
+    exporter_settings, embedded, mariadb, legacy_schema
+):
+    mariadb.sql("CREATE ROLE grants_monitoring")
+    for grant in (*MONITOR_GRANTS, f"SELECT ON {legacy_schema}.django_migrations"):
+        mariadb.sql(f"GRANT {grant} TO grants_monitoring")
+    password = mariadb.create_user("grants_by_role", grants=(f"SHOW VIEW ON {legacy_schema}.*",))
+    mariadb.sql("GRANT grants_monitoring TO 'grants_by_role'@'%'")
+    mariadb.sql("SET DEFAULT ROLE grants_monitoring FOR 'grants_by_role'@'%'")
+    exporter_settings(
+        {"legacy": mariadb.django_settings(legacy_schema, "grants_by_role", password)}
+    )
+    assert findings("legacy") == []

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         "TLS and with basic auth users when $DBHEALTH_WEB_CONFIG_FILE names a Prometheus "
         "exporter-toolkit web configuration file."
     )
-    # Run by handle() itself, so that a broken alias is reported without stopping the service.
+    # Run by handle() itself: the host's checks on its own settings, before the service's swap.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:

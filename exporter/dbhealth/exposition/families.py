@@ -210,7 +210,7 @@ class Families:
         )
         self.part_age = gauge(
             "dbhealth_part_age_seconds",
-            "Age of the cached expensive parts (size, statements).",
+            "Age of the cached expensive parts (size, statements, project, ids, integrity).",
             labels=["alias", "part"],
         )
 
@@ -281,6 +281,14 @@ class Families:
                 self.statement_mean.add_metric(labels, statement.mean_seconds)
                 self.statement_rows.add_metric(labels, statement.rows)
                 self.statement_info.add_metric([*labels, label_text(statement.query)], 1)
+        # Each with the values it dates: none when the part has nothing to show.
+        for part, values, read_at in (
+            ("project", state.project, state.project_at),
+            ("ids", state.id_headroom, state.ids_at),
+            ("integrity", state.integrity_ok, state.integrity_at),
+        ):
+            if values is not None and read_at is not None:
+                self.part_age.add_metric([alias, part], max(0.0, now - read_at))
         self.health.add(alias, state)
 
 

@@ -811,6 +811,15 @@ def waited_outcome(run: ProbeRun) -> ProbeOutcome:
     )
 
 
+# The values each optional part replaces, dropped when it fails (statements: above).
+FAILED_PART_FIELDS = {
+    "size": ("size_bytes",),
+    "project": ("project",),
+    "ids": ("id_headroom",),
+    INTEGRITY_PART: ("integrity_ok",),
+}
+
+
 def apply_outcome(
     state: AliasState,
     outcome: ProbeOutcome,
@@ -875,6 +884,10 @@ def apply_outcome(
         if part == "statements":
             # Old statements are not shown as current: a failed read drops them.
             state.statements = None
+        # Nor any other part's old values (a count of pending migrations that has since
+        # changed, a size): what failed to read is absent until it is read again.
+        for name in FAILED_PART_FIELDS.get(part, ()):
+            setattr(state, name, None)
 
 
 def apply_facts(state: AliasState, facts: ServerFacts, database: str) -> None:

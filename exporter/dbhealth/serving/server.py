@@ -35,7 +35,6 @@ from dbhealth.serving import web_config
 from dbhealth.serving.http_protocol import REQUEST_HEAD_TIMEOUT_SECONDS, with_head_timeout
 from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
-DEFAULT_BIND = "127.0.0.1:10433"
 # Longer than Prometheus's default scrape interval (1 m): the connection one scrape used is still
 # open for the next, so the server never closes it just as Prometheus reuses it.
 KEEP_ALIVE_SECONDS = 75

@@ -121,7 +121,12 @@ def probe(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
     report = build_report(targets, state)
-    return JsonResponse(report.as_dict(), status=200 if report.healthy else 503)
+    response = JsonResponse(report.as_dict(), status=200 if report.healthy else 503)
+    # A 503 here is the answer, not a server error: Django would log it on django.request at
+    # ERROR, which a host's AdminEmailHandler mails to ADMINS on every poll of an outage. The
+    # probe service already logs each change of an alias once.
+    response._has_been_logged = True
+    return response
 
 
 @endpoint

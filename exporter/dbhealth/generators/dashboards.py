@@ -18,6 +18,7 @@ Json = dict[str, Any]
 SCHEMA_VERSION = 39
 GRAFANA_VERSION = "10.4.0"
 OVERVIEW_UID = "dbhealth-overview"
+ALIAS_TEMPLATE_UID = "dbhealth-alias"
 OVERVIEW_FILE = "overview.json"
 TAG = "dbhealth"
 ALIAS_TAG = "dbhealth-alias"

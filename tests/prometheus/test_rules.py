@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dbhealth.generators.alert_table import alert_table, with_table
 from dbhealth.generators.dashboards import (
     ALIAS_TEMPLATE_UID,
     OVERVIEW_UID,
@@ -307,3 +308,26 @@ def test_links_are_set_once() -> None:
     assert not links["labels"]["grafana"].endswith("/")
     assert RULES.read_text().count(links["labels"]["runbook"]) == 1
     assert RULES.read_text().count(links["labels"]["grafana"]) == 1
+
+
+def test_the_readme_names_every_alert_in_its_generated_table() -> None:
+    """README.md's alert table is what `python -m dbhealth.generators.alert_table README.md`
+    writes for rules.yml: every alert, once, with its severities and `for`."""
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme, RULES.read_text()) == readme, (
+        "README.md's alert table is stale: run python -m dbhealth.generators.alert_table README.md"
+    )
+    table = alert_table(RULES.read_text())
+    names = re.findall(r"^\| \[(\w+)\]", table, re.MULTILINE)
+    assert names == list(dict.fromkeys(rule["alert"] for rule in alert_rules()))
+    assert (
+        "| [DbhealthDatabaseDown](docs/alerts.md#dbhealthdatabasedown) | critical or warning |"
+        in (table)
+    )
+
+
+def test_the_alert_table_follows_a_change_of_the_rules() -> None:
+    changed = RULES.read_text().replace("- alert: DbhealthSlowPing", "- alert: DbhealthPingSlow")
+    assert "DbhealthPingSlow" in alert_table(changed)
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme, changed) != readme

@@ -37,7 +37,7 @@ GRID_WIDTH = 24
 DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's import dialog asks for each `__inputs` entry and replaces `${DS_PROMETHEUS}` in the
 # file with the answer: it becomes the `datasource` variable's default. File provisioning leaves
-# it as it is, an unknown value, and Grafana selects its default Prometheus datasource instead.
+# it as it is, an unknown value, and Grafana selects one of its Prometheus datasources instead.
 DATASOURCE_INPUT = "DS_PROMETHEUS"
 
 # Panel thresholds; they mirror the alert defaults in config/prometheus/rules.yml.

@@ -261,7 +261,7 @@ def test_the_overview_never_merges_exporters(files: dict[str, dict]) -> None:
 def test_datasource_is_an_import_input_and_the_variables_default(files: dict[str, dict]) -> None:
     """Grafana's import asks for `__inputs` and replaces `${DS_PROMETHEUS}` with the answer,
     which only the datasource variable's default holds; provisioning leaves it, and Grafana
-    picks its default datasource for the unknown value."""
+    selects one of its Prometheus datasources for the unknown value."""
     for name, dashboard in files.items():
         [source] = dashboard["__inputs"]
         assert (source["name"], source["type"], source["pluginId"]) == (

@@ -866,6 +866,8 @@ def _table_maintenance_panels(flt: _Filter, sections: _Sections) -> list[Json]:
             "Size of the largest tables (PostgreSQL: with indexes and TOAST).",
             (f"topk(10, max by (table) (dbhealth_table_size_bytes{{{flt.alias}}}))", "{{table}}"),
             unit="bytes",
+            # Beside MySQL's free space, else a line of its own.
+            w=12 if sections.mysql else 24,
         ),
     ]
     if sections.mysql:
@@ -899,7 +901,7 @@ def _table_maintenance_panels(flt: _Filter, sections: _Sections) -> list[Json]:
                 steps=_steps(("orange", DEAD_ROW_SHARE)),
                 columns={"table": "Table", "model": "Model", "Value": "Dead share"},
                 sort_by="Dead share",
-                w=8,
+                w=12,
             ),
             *(
                 _table(
@@ -912,7 +914,7 @@ def _table_maintenance_panels(flt: _Filter, sections: _Sections) -> list[Json]:
                     steps=_steps(("orange", MAINTENANCE_AGE_SECONDS)),
                     columns={"table": "Table", "model": "Model", "Value": "Since"},
                     sort_by="Since",
-                    w=8,
+                    w=12,
                 )
                 for action in ("vacuum", "analyze")
             ),

@@ -1,7 +1,8 @@
 """The example files of config/ that the other tests do not load: the web configuration loads as
 dbhealth reads it, with the files it names, and its example user's password is the documented one.
-(config/alertmanager/alertmanager.yml runs in a real Alertmanager in tests/test_alert_delivery.py;
-config/prometheus/ is checked by promtool in tests/prometheus/test_rules.py.)"""
+The Alertmanager example passes amtool as shipped (tests/test_alert_delivery.py runs it in a real
+Alertmanager with its receivers pointed at a webhook); config/prometheus/ is checked by promtool
+in tests/prometheus/test_rules.py."""
 
 import shutil
 import subprocess
@@ -34,3 +35,20 @@ def test_the_web_config_example_loads_with_its_files_and_documented_user(tmp_pat
     assert not config.users.check("prometheus", "another password")
     assert ("X-Content-Type-Options", "nosniff") in config.headers
     assert config.notes == ()
+
+
+def test_the_alertmanager_example_passes_amtool() -> None:
+    """Its receivers as shipped (tests/test_alert_delivery.py replaces them with a webhook)."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is missing: apt-get install prometheus-alertmanager")
+    example = REPO / "config" / "alertmanager" / "alertmanager.yml"
+    result = subprocess.run(
+        [amtool, "check-config", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

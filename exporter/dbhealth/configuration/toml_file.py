@@ -8,7 +8,7 @@ aliases keep working.
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from dbhealth.configuration.options import ALIAS_OPTION_KEYS, GLOBAL_DEFAULTS, key_names, validated
+from dbhealth.configuration.queries import parse_queries
 
 ENGINE_BY_SCHEME = {
     "postgres": "django.db.backends.postgresql",
@@ -54,6 +55,8 @@ PLACEHOLDER_ENGINE = "django.db.backends.dummy"
 class LoadedConfig:
     databases: dict[str, dict[str, Any]]
     defaults: dict[str, Any]
+    # [queries.<name>] tables as written (checked): they become settings.DBHEALTH_QUERIES.
+    queries: dict[str, Any] = field(default_factory=dict)
 
 
 class AliasConfigError(ValueError):
@@ -75,11 +78,11 @@ def load_config_file(path: Path) -> LoadedConfig:
 
 
 def config_from_document(document: dict[str, Any], *, source: str, base_dir: Path) -> LoadedConfig:
-    unknown_sections = set(document) - {"dbhealth", "databases"}
+    unknown_sections = set(document) - {"dbhealth", "databases", "queries"}
     if unknown_sections:
         raise ImproperlyConfigured(
             f"{source}: unknown top-level key(s) {key_names(unknown_sections)}; "
-            "expected [dbhealth] and [databases]"
+            "expected [dbhealth], [databases] and [queries]"
         )
     defaults = document.get("dbhealth", {})
     if not isinstance(defaults, dict):
@@ -107,7 +110,12 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
     if "default" not in databases:
         # Django insists on a `default` alias; an empty one is its documented placeholder.
         databases["default"] = {}
-    return LoadedConfig(databases=databases, defaults=dict(defaults))
+    queries = document.get("queries", {})
+    try:
+        parse_queries(queries, set(databases))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{source}: [queries] {exc}") from None
+    return LoadedConfig(databases=databases, defaults=dict(defaults), queries=queries)
 
 
 def unusable_entry(problem: str) -> dict[str, Any]:

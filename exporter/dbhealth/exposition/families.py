@@ -12,6 +12,8 @@ from prometheus_client.core import Metric
 from dbhealth.configuration.targets import Target
 from dbhealth.exposition.build_info import build_labels
 from dbhealth.exposition.encoding import LineFamily
+from dbhealth.exposition.maintenance_families import MaintenanceFamilies
+from dbhealth.exposition.query_families import QueryFamilies
 from dbhealth.probing.state import REASONS, AliasState, ServiceState
 
 MAX_LABEL_LENGTH = 1024
@@ -175,10 +177,12 @@ class Families:
         )
 
         self.health = HealthFamilies()
+        self.maintenance = MaintenanceFamilies()
+        self.queries = QueryFamilies()
 
     def all(self) -> list[Metric]:
         own = [value for value in vars(self).values() if isinstance(value, Metric)]
-        return own + self.health.all()
+        return own + self.health.all() + self.maintenance.all() + self.queries.all()
 
     def add_alias(self, target: Target, state: AliasState, now: float) -> None:
         alias = target.alias
@@ -214,6 +218,7 @@ class Families:
             self.down_reason.add_metric([alias, state.reason or "error"], 1)
             return
         self.add_observations(alias, state, now)
+        self.queries.add(target, state)
 
     def add_observations(self, alias: str, state: AliasState, now: float) -> None:
         if state.connections is not None:
@@ -242,6 +247,7 @@ class Families:
                 self.statement_rows.add_metric(labels, statement.rows)
                 self.statement_info.add_metric([*labels, label_text(statement.query)], 1)
         self.health.add(alias, state)
+        self.maintenance.add(alias, state, label_text)
 
 
 # Simple per-alias gauges of the health signals: (metric name, help, AliasState attribute).

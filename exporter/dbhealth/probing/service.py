@@ -30,13 +30,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dbhealth.configuration.demo import ensure_demo_databases
+from dbhealth.configuration.queries import configured_queries
 from dbhealth.configuration.targets import ServiceOptions, Target, load_targets, service_options
 from dbhealth.probing.alias_prober import AliasProber, Progress
+from dbhealth.probing.custom_queries import due_queries, record_queries
 from dbhealth.probing.state import (
     ACTIVITY_FIELDS,
     ACTIVITY_PART,
     EXPENSIVE_PARTS,
     INTEGRITY_PART,
+    MAINTENANCE_FIELDS,
+    MAINTENANCE_PART,
     REFRESHED_PARTS,
     SERVER_FACTS,
     SERVER_PART,
@@ -275,6 +279,7 @@ class ProbeService:
             parts = due_parts(state, now, self.options.refresh_interval, target.integrity_interval)
             if target.alias in readers:
                 parts |= {SERVER_PART}
+            parts |= due_queries(state, target.queries, now, self.options.refresh_interval)
             run = ProbeRun(
                 target=target,
                 prober=self._prober(target),
@@ -423,6 +428,7 @@ def due_parts(
         "statements": state.statements_at,
         "project": state.project_at,
         "ids": state.ids_at,
+        MAINTENANCE_PART: state.maintenance_at,
     }
     due = {ACTIVITY_PART}
     due.update(
@@ -468,7 +474,7 @@ def deadline_outcome(run: ProbeRun) -> ProbeOutcome:
         observed = answered_observations(progress, run.prober.vendor_probe)
         read = frozenset(progress.parts_read)
         failed = dict(progress.parts_failed)
-        for part in EXPENSIVE_PARTS:
+        for part in (*EXPENSIVE_PARTS, *(query.part for query in run.target.queries)):
             if part in run.parts and part not in failed and part not in read:
                 failed[part] = ("timeout", "the deadline passed while reading it")
         return ProbeOutcome(
@@ -544,6 +550,11 @@ def apply_outcome(
     if "ids" in read:
         state.id_headroom = observed.id_headroom
         state.ids_at = now
+    if MAINTENANCE_PART in read:
+        for name in MAINTENANCE_FIELDS:
+            setattr(state, name, getattr(observed, name))
+        state.maintenance_at = now
+    record_queries(state, outcome, now)
     if INTEGRITY_PART in read:
         state.integrity_ok = observed.integrity_ok
         state.integrity_at = now
@@ -624,6 +635,7 @@ def forget_configuration(**kwargs) -> None:
     load_targets.cache_clear()
     service_options.cache_clear()
     project_layout.cache_clear()
+    configured_queries.cache_clear()
     with _service_lock:
         previous, _service = _service, None
     if previous is not None and _service_pid == os.getpid():

@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from dbhealth.configuration.queries import configured_queries
 from dbhealth.configuration.targets import load_targets, service_options
 from dbhealth.configuration.toml_file import load_config_file
 from dbhealth.probing.service import probe_service
@@ -58,15 +59,20 @@ def reload_configuration() -> None:
             logger.error("configuration not reloaded, the old one stays in use: %s", exc)
             raise
         previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS
+        previous_queries = getattr(settings, "DBHEALTH_QUERIES", {})
         settings.DATABASES, settings.DBHEALTH_DEFAULTS = loaded.databases, loaded.defaults
+        settings.DBHEALTH_QUERIES = loaded.queries
         load_targets.cache_clear()
         service_options.cache_clear()
+        configured_queries.cache_clear()
         try:
             targets, options = load_targets(), service_options()
         except (ImproperlyConfigured, ValueError) as exc:
             settings.DATABASES, settings.DBHEALTH_DEFAULTS = previous
+            settings.DBHEALTH_QUERIES = previous_queries
             load_targets.cache_clear()
             service_options.cache_clear()
+            configured_queries.cache_clear()
             status.successful = False
             logger.error("configuration not reloaded, the old one stays in use: %s", exc)
             raise ImproperlyConfigured(str(exc)) from None

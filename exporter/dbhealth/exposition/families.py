@@ -235,6 +235,8 @@ class Families:
         if state.size_bytes is not None and state.size_at is not None:
             self.size.add_metric([alias], state.size_bytes)
             self.part_age.add_metric([alias, "size"], max(0.0, now - state.size_at))
+        if state.maintenance_at is not None:
+            self.part_age.add_metric([alias, "maintenance"], max(0.0, now - state.maintenance_at))
         if state.statements_available is not None:
             self.statements_available.add_metric([alias], 1 if state.statements_available else 0)
         if state.statements and state.statements_available and state.statements_at is not None:

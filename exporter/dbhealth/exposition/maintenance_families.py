@@ -1,6 +1,8 @@
 """The maintenance signals (README, "Maintenance signals"): what VACUUM, ANALYZE, OPTIMIZE TABLE
 or SQLite's VACUUM would fix, for a bounded number of tables per alias (table_top_n)."""
 
+from collections.abc import Callable
+
 from prometheus_client.core import Metric
 
 from dbhealth.exposition.encoding import LineFamily
@@ -57,7 +59,8 @@ class MaintenanceFamilies:
     def all(self) -> list[Metric]:
         return [value for value in vars(self).values() if isinstance(value, Metric)]
 
-    def add(self, alias: str, state: AliasState, label_text) -> None:
+    def add(self, alias: str, state: AliasState, label_text: Callable[[str, int], str]) -> None:
+        """`label_text` is exposition.families' (passed in: that module imports this one)."""
         for table in state.tables or ():
             labels = [alias, label_text(table.table, 256), label_text(table.model, 256)]
             if table.dead_rows is not None:

@@ -17,9 +17,9 @@ class QueryFamilies:
         return list(self.families.values())
 
     def add(self, target: Target, state: AliasState) -> None:
-        # Only the queries configured now: rows a reload's older definition read are not shown.
+        # Rows are kept by definition: what an older definition read is never shown as this one.
         for query in target.queries:
-            for row in state.query_rows.get(query.name, ()):
+            for row in state.query_rows.get(query, ()):
                 for column, kind in query.metrics:
                     if column in row.values:
                         self.family(query, column, kind).add_metric(

@@ -206,7 +206,7 @@ class AliasProber:
                 self._reusable = False
                 return False
             return True
-        progress.observations.query_rows[query.name] = rows
+        progress.observations.query_rows[query] = rows
         progress.parts_read.add(query.part)
         return True
 

@@ -21,7 +21,7 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from dbhealth.configuration.queries import PART_PREFIX, CustomQuery
+from dbhealth.configuration.queries import CustomQuery
 from dbhealth.exposition.families import label_text
 from dbhealth.probing.failures import classify
 from dbhealth.probing.redaction import redact
@@ -225,21 +225,26 @@ def due_queries(
     or failing query costs the database no more often than a good one."""
     due = set()
     for query in queries:
-        last = state.queries_at.get(query.name)
+        last = state.queries_at.get(query)
         interval = query.interval if query.interval is not None else refresh_interval
         if last is None or now - last >= interval:
             due.add(query.part)
     return frozenset(due)
 
 
-def record_queries(state: AliasState, outcome: ProbeOutcome, now: float) -> None:
+def record_queries(
+    state: AliasState, outcome: ProbeOutcome, queries: tuple[CustomQuery, ...], now: float
+) -> None:
     """Rows of a query read this time replace its old ones whole; a query that failed exports
-    nothing until it is read again (its part failure says why)."""
-    for part in (*outcome.parts_read, *outcome.parts_failed):
-        if part.startswith(PART_PREFIX):
-            name = part[len(PART_PREFIX) :]
-            state.queries_at[name] = now
-            if part in outcome.parts_read:
-                state.query_rows[name] = outcome.observations.query_rows[name]
-            else:
-                state.query_rows.pop(name, None)
+    nothing until it is read again (its part failure says why). Queries no longer configured
+    (removed, or changed by a reload) are forgotten."""
+    for stale in [query for query in state.queries_at if query not in queries]:
+        del state.queries_at[stale]
+        state.query_rows.pop(stale, None)
+    for query in queries:
+        if query.part in outcome.parts_read:
+            state.queries_at[query] = now
+            state.query_rows[query] = outcome.observations.query_rows[query]
+        elif query.part in outcome.parts_failed:
+            state.queries_at[query] = now
+            state.query_rows.pop(query, None)

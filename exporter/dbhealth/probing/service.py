@@ -397,6 +397,8 @@ class ProbeService:
         server_facts = probe.server_facts if probe is not None else SERVER_FACTS
         apply_outcome(state, outcome, wall=time.time(), now=now, server_facts=server_facts)
         if outcome.up:
+            record_queries(state, outcome, target.queries, now)
+        if outcome.up:
             key = facts_key(target)
             if outcome.read_server:
                 facts = {fact: getattr(outcome.observations, fact) for fact in server_facts}
@@ -554,7 +556,6 @@ def apply_outcome(
         for name in MAINTENANCE_FIELDS:
             setattr(state, name, getattr(observed, name))
         state.maintenance_at = now
-    record_queries(state, outcome, now)
     if INTEGRITY_PART in read:
         state.integrity_ok = observed.integrity_ok
         state.integrity_at = now

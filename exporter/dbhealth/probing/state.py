@@ -8,6 +8,10 @@ force probing); wall-clock times exist only to be exported as timestamps.
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbhealth.configuration.queries import CustomQuery
 
 REASONS = (
     "timeout",
@@ -146,8 +150,9 @@ class Observations:
     # The maintenance part (see MAINTENANCE_FIELDS).
     tables: list[TableMaintenance] | None = None
     sqlite_freelist_bytes: int | None = None
-    # Custom queries read this time: query name -> its rows (see dbhealth.probing.custom_queries).
-    query_rows: dict[str, list[QueryRow]] = field(default_factory=dict)
+    # Custom queries read this time, keyed by their definition (a changed definition is another
+    # query): see dbhealth.probing.custom_queries.
+    query_rows: dict["CustomQuery", list[QueryRow]] = field(default_factory=dict)
 
 
 # Session signals a vendor may read per database for the whole server (sessions_by_database).
@@ -236,7 +241,7 @@ class AliasState(Observations):
     maintenance_at: float | None = None  # monotonic
     # Custom queries: when each was last run (monotonic), read or failed: at most once per
     # its interval either way, so that a slow query is not retried on every probe.
-    queries_at: dict[str, float] = field(default_factory=dict)
+    queries_at: dict["CustomQuery", float] = field(default_factory=dict)
 
     def evolve(self) -> "AliasState":
         """A copy to build the next published state from; the counters are copied, nested

@@ -186,7 +186,7 @@ def test_a_write_fails_and_changes_nothing(server, make_harness):
     alias = harness.round().aliases["db"]
     assert alias.up, alias.message
     assert part_failures(harness, "wipe") == {"read_only": 1}
-    assert "wipe" not in alias.query_rows
+    assert [query.name for query in alias.query_rows] == ["kinds"]
     # The other query on the same connection is unharmed.
     assert harness.value("dbhealth_query_kinds_n", alias="db") == 3
     assert server.count() == before == ROWS
@@ -297,10 +297,35 @@ def test_a_query_runs_at_most_once_per_interval(server, make_harness):
     )
     harness = harness_with(make_harness, server, found, refresh_interval=0.0)
     harness.round()
-    first = harness.alias("db").queries_at["total"]
+    first = harness.alias("db").queries_at[found[0]]
     harness.round()
-    assert harness.alias("db").queries_at["total"] == first
+    assert harness.alias("db").queries_at[found[0]] == first
     assert harness.value("dbhealth_query_total_n", alias="db") == ROWS
+
+
+def test_a_reloaded_definition_replaces_the_old_ones_rows_at_once(sqlite_server, make_harness):
+    """Same name, other labels: rows the old definition read are never shown as the new one's
+    (they would not even fit its labels), and the new one runs at once."""
+    old = queries(
+        q={
+            "sql": "SELECT kind, count(*) AS n FROM items GROUP BY kind",
+            "labels": ["kind"],
+            "metrics": {"n": "gauge"},
+            "interval": 3600,
+        }
+    )
+    harness = harness_with(make_harness, sqlite_server, old)
+    harness.round()
+    assert harness.value("dbhealth_query_q_n", alias="db", kind="a") is not None
+    new = queries(
+        q={"sql": "SELECT count(*) AS n FROM items", "metrics": {"n": "gauge"}, "interval": 3600}
+    )
+    harness.targets = tuple(dataclasses.replace(t, queries=new) for t in harness.targets)
+    harness.service.reconfigure(harness.targets, harness.service.options)
+    harness.round()
+    assert harness.value("dbhealth_query_q_n", alias="db") == ROWS
+    assert harness.value("dbhealth_query_q_n", alias="db", kind="a") is None
+    assert list(harness.alias("db").queries_at) == list(new)
 
 
 def test_columns_missing_from_the_result_fail_the_query_with_their_names(server, make_harness):

@@ -147,6 +147,9 @@ ORDER BY top.ratio, top.label
 # with the most dead rows, and the size (table, indexes and TOAST) of the largest tables. Every
 # role reads pg_stat_user_tables, and sizes need no privilege. Other sessions' temporary tables
 # are left out; the counts are the statistics collector's (exact enough, a moment late).
+# Measuring a table's size costs system calls on its files (70 ms for 1,000 tables, measured:
+# bench/maintenance_cost.py), so the largest are picked among twice as many candidates by the
+# planner's page count (pg_class.relpages, kept by VACUUM and ANALYZE), then measured.
 MAINTENANCE_QUERY = """
 WITH t AS (
     SELECT s.relid,
@@ -159,8 +162,11 @@ WITH t AS (
     WHERE s.schemaname !~ '^pg_temp_'
 ), dead AS (
     SELECT relid FROM t ORDER BY n_dead_tup DESC, label LIMIT %s
+), candidates AS (
+    SELECT t.relid, t.label FROM t JOIN pg_class AS c ON c.oid = t.relid
+    ORDER BY c.relpages DESC, t.label LIMIT %s
 ), sized AS (
-    SELECT relid, label, pg_total_relation_size(relid)::float8 AS size FROM t
+    SELECT relid, label, pg_total_relation_size(relid)::float8 AS size FROM candidates
 ), large AS (
     SELECT relid, size FROM sized WHERE size IS NOT NULL ORDER BY size DESC, label LIMIT %s
 )
@@ -309,7 +315,7 @@ class PostgreSQLProbe(VendorProbe):
     def read_maintenance(
         self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
     ) -> None:
-        cursor.execute(MAINTENANCE_QUERY, [top_n, top_n])
+        cursor.execute(MAINTENANCE_QUERY, [top_n, 2 * top_n, top_n])
         tables = []
         for label, by_dead, dead, live, vacuumed, analyzed, size in cursor.fetchall():
             table = TableMaintenance(table=label)

@@ -151,6 +151,10 @@ def rows_of(
         raise UnusableResult(
             "series_limit", f"more than max_series = {query.max_series} rows; nothing exported"
         )
+    if not rows:
+        # Nothing to export, and nothing to check: PostgreSQL's stream gives no column names
+        # without a row, so the columns are checked when rows come.
+        return []
     index: dict[str, int] = {}
     for position, column in enumerate(columns):
         index.setdefault(str(column).lower(), position)

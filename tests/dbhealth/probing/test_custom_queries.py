@@ -328,6 +328,22 @@ def test_a_reloaded_definition_replaces_the_old_ones_rows_at_once(sqlite_server,
     assert list(harness.alias("db").queries_at) == list(new)
 
 
+def test_an_empty_result_exports_nothing_and_is_no_failure(server, make_harness):
+    found = queries(
+        none={
+            "sql": "SELECT kind, count(*) AS n FROM items WHERE id < 0 GROUP BY kind",
+            "labels": ["kind"],
+            "metrics": {"n": "gauge"},
+        }
+    )
+    harness = harness_with(make_harness, server, found)
+    alias = harness.round().aliases["db"]
+    assert alias.up, alias.message
+    assert alias.failing_parts == {}
+    assert alias.query_rows == {found[0]: []}
+    assert not [key for key in harness.samples() if key[0] == "dbhealth_query_none_n"]
+
+
 def test_columns_missing_from_the_result_fail_the_query_with_their_names(server, make_harness):
     found = queries(
         wrong={

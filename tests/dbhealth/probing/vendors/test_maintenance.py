@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from tests.dbhealth_fixtures import promtool_check_metrics
+
 DEAD = 20_000
 
 
@@ -94,6 +96,8 @@ def test_postgresql_dead_rows_vacuum_and_size(postgres, maintenance_db, make_har
         if metric.startswith("dbhealth_table_")
     }
     assert models == {""}
+    checked = promtool_check_metrics(harness.exposition())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_postgresql_maintenance_is_read_once_per_refresh_interval(

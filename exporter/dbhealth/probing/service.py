@@ -398,7 +398,6 @@ class ProbeService:
         apply_outcome(state, outcome, wall=time.time(), now=now, server_facts=server_facts)
         if outcome.up:
             record_queries(state, outcome, target.queries, now)
-        if outcome.up:
             key = facts_key(target)
             if outcome.read_server:
                 facts = {fact: getattr(outcome.observations, fact) for fact in server_facts}

@@ -27,6 +27,7 @@ from dbhealth.probing.failures import classify
 from dbhealth.probing.redaction import redact
 from dbhealth.probing.state import AliasState, ProbeOutcome, QueryRow
 from dbhealth.probing.vendors.base import VendorProbe, driver_error
+from dbhealth.probing.vendors.mysql import CUSTOM_QUERY_STATEMENTS, MARIADB_TIMEOUT, MYSQL_TIMEOUT
 from dbhealth.probing.vendors.sqlite import interrupt_quietly
 
 # mysql_set_server_option()'s values (mysql.h: enum enum_mysql_set_option).
@@ -38,6 +39,7 @@ MYSQL_MULTI_STATEMENTS_OFF = 1
 POSTGRESQL_READ_ONLY = "25006"
 MYSQL_READ_ONLY = (1792, 1290)
 SQLITE_READONLY = 8
+MYSQL_BEGIN, MYSQL_END = CUSTOM_QUERY_STATEMENTS
 
 
 class UnusableResult(Exception):
@@ -94,8 +96,6 @@ def run_postgresql(raw: Any, sql: str, timeout: float, limit: int) -> tuple[list
 def run_mysql(
     wrapper: Any, sql: str, timeout: float, deadline: float, limit: int
 ) -> tuple[list[str], list]:
-    from dbhealth.probing.vendors.mysql import MARIADB_TIMEOUT, MYSQL_TIMEOUT
-
     raw = wrapper.connection
 
     def statement_timeout(seconds: float) -> str:
@@ -107,13 +107,13 @@ def run_mysql(
     cursor = raw.cursor()
     try:
         cursor.execute(statement_timeout(timeout))
-        cursor.execute("START TRANSACTION READ ONLY")
+        cursor.execute(MYSQL_BEGIN)
         try:
             cursor.execute(sql)
             columns = [column[0] for column in cursor.description or ()]
             rows = list(cursor.fetchmany(limit))
         finally:
-            cursor.execute("ROLLBACK")
+            cursor.execute(MYSQL_END)
     finally:
         cursor.execute(statement_timeout(max(0.1, deadline)))
         cursor.close()

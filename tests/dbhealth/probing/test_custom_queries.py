@@ -329,6 +329,20 @@ def test_a_reloaded_definition_replaces_the_old_ones_rows_at_once(sqlite_server,
     assert list(harness.alias("db").queries_at) == list(new)
 
 
+def test_percent_signs_in_the_sql_reach_the_server_as_written(server, make_harness):
+    """No parameters are passed, so no driver reads `%` as a placeholder."""
+    found = queries(
+        like={
+            "sql": "SELECT count(*) AS n FROM items WHERE kind LIKE '%a%'",
+            "metrics": {"n": "gauge"},
+        }
+    )
+    harness = harness_with(make_harness, server, found)
+    alias = harness.round().aliases["db"]
+    assert alias.failing_parts == {}
+    assert harness.value("dbhealth_query_like_n", alias="db") in (ROWS // 3, ROWS // 3 + 1)
+
+
 def test_an_empty_result_exports_nothing_and_is_no_failure(server, make_harness):
     found = queries(
         none={

@@ -26,6 +26,9 @@ KINDS = ("gauge", "counter")
 VENDORS = ("postgresql", "mysql", "sqlite")
 KEYS = {"aliases", "vendors", "sql", "labels", "metrics", "interval", "help", "max_series"}
 DEFAULT_MAX_SERIES = 100
+# What a query may start with: statements that ask, never ones that change data or the session.
+QUERY_WORDS = ("SELECT", "WITH", "SHOW", "VALUES", "TABLE", "PRAGMA")
+FIRST_WORD = re.compile(r"[A-Za-z]+")
 # Label names every query series carries already, or that Prometheus keeps for itself.
 RESERVED_LABELS = {"alias", "job", "instance"}
 
@@ -144,14 +147,25 @@ def build_query(name: Any, entry: Any, known_aliases: set[str] | None) -> Custom
 
 
 def single_statement(sql: Any) -> str:
-    """One statement, without a trailing semicolon. The drivers refuse a second statement too
-    (see custom_queries); refusing it here says so at start-up instead of on every probe."""
+    """One statement that asks (QUERY_WORDS), without a trailing semicolon. The drivers refuse a
+    second statement and the read-only transaction any write (see custom_queries); refusing them
+    here says so at start-up instead of on every probe, and keeps out statements that change the
+    session (SET, PRAGMA x = y), which a rollback would not always undo."""
     if not isinstance(sql, str) or not sql.strip():
         raise ValueError('needs sql = "SELECT ..."')
     statements = [s for s in sqlparse.split(sql) if s.strip().rstrip(";").strip()]
     if len(statements) != 1:
         raise ValueError("sql must be exactly one statement")
-    return statements[0].strip().rstrip(";").rstrip()
+    statement = statements[0].strip().rstrip(";").rstrip()
+    first = sqlparse.parse(statement)[0].token_first(skip_cm=True, skip_ws=True)
+    word = FIRST_WORD.match(str(first or ""))
+    verb = word.group().upper() if word else ""
+    if verb not in QUERY_WORDS or (verb == "PRAGMA" and "=" in statement):
+        raise ValueError(
+            f"sql must be a query: it starts with {verb or 'no word'!r}, not one of "
+            f"{', '.join(QUERY_WORDS)} (PRAGMA without =)"
+        )
+    return statement
 
 
 def names_list(entry: dict[str, Any], key: str) -> tuple[str, ...] | None:

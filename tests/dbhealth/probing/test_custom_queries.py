@@ -178,15 +178,33 @@ def test_a_query_is_exported_as_defined(server, make_harness):
 
 
 def test_a_write_fails_and_changes_nothing(server, make_harness):
+    """Refused at load; a definition built past that check (or a write the check cannot see,
+    PostgreSQL's data-modifying WITH) fails in the read-only transaction."""
     before = server.count()
-    found = queries(
-        wipe={"sql": "DELETE FROM items", "metrics": {"n": "gauge"}},
-        kinds={"sql": "SELECT count(DISTINCT kind) AS n FROM items", "metrics": {"n": "gauge"}},
+    with pytest.raises(
+        ValueError, match="query wipe: sql must be a query: it starts with 'DELETE'"
+    ):
+        queries(wipe={"sql": "DELETE FROM items", "metrics": {"n": "gauge"}})
+    (kinds,) = queries(
+        kinds={"sql": "SELECT count(DISTINCT kind) AS n FROM items", "metrics": {"n": "gauge"}}
     )
+    wipe = dataclasses.replace(kinds, name="wipe", sql="DELETE FROM items")
+    found = (wipe, kinds)
+    if server.vendor == "postgresql":
+        (hidden,) = queries(
+            hidden={
+                "sql": "WITH gone AS (DELETE FROM items RETURNING id)"
+                " SELECT count(*) AS n FROM gone",
+                "metrics": {"n": "gauge"},
+            }
+        )
+        found = (*found, hidden)
     harness = harness_with(make_harness, server, found)
     alias = harness.round().aliases["db"]
     assert alias.up, alias.message
     assert part_failures(harness, "wipe") == {"read_only": 1}
+    if server.vendor == "postgresql":
+        assert part_failures(harness, "hidden") == {"read_only": 1}
     assert [query.name for query in alias.query_rows] == ["kinds"]
     # The other query on the same connection is unharmed.
     assert harness.value("dbhealth_query_kinds_n", alias="db") == 3
@@ -458,6 +476,36 @@ def test_mysql_connection_keeps_its_multi_statement_option(maria_server, make_ha
                 }
             },
             "query q: unknown key(s) limit",
+        ),
+        (
+            {
+                "q": {
+                    "vendors": ["mysql"],
+                    "sql": "SET SESSION sql_mode = ''",
+                    "metrics": {"n": "gauge"},
+                }
+            },
+            "query q: sql must be a query: it starts with 'SET'",
+        ),
+        (
+            {
+                "q": {
+                    "vendors": ["sqlite"],
+                    "sql": "PRAGMA query_only = 0",
+                    "metrics": {"n": "gauge"},
+                }
+            },
+            "query q: sql must be a query: it starts with 'PRAGMA'",
+        ),
+        (
+            {
+                "q": {
+                    "vendors": ["sqlite"],
+                    "sql": "SELECT 1 AS n; SELECT 2",
+                    "metrics": {"n": "gauge"},
+                }
+            },
+            "query q: sql must be exactly one statement",
         ),
         (
             {

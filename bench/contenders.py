@@ -177,7 +177,7 @@ def serves_itself(source: Path) -> bool:
     is named now (dbhealth) or was (exporter)."""
     return any(
         (source / package / "management" / "commands" / "serve.py").exists()
-        for package in ("dbhealth", "exporter")
+        for package in ("dbhealth", "exporter", "exporter/dbhealth")
     )
 
 

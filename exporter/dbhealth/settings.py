@@ -47,10 +47,12 @@ if _config_path:
     DATABASES = _loaded.databases
     DBHEALTH_DEFAULTS = _loaded.defaults
     DBHEALTH_DISCOVER = _loaded.discover
+    DBHEALTH_QUERIES = _loaded.queries
 else:
     DATABASES = demo_databases(DATA_DIR)
     DBHEALTH_DEFAULTS = {}
     DBHEALTH_DISCOVER = {}
+    DBHEALTH_QUERIES = {}
 
 DBHEALTH_ALIASES = env_list("DBHEALTH_ALIASES", default=None)
 # The standalone service is a process of its own: /metrics carries its process registry too.

@@ -12,6 +12,8 @@ from prometheus_client.core import Metric
 from dbhealth.configuration.targets import Target
 from dbhealth.exposition.build_info import build_labels
 from dbhealth.exposition.encoding import LineFamily
+from dbhealth.exposition.maintenance_families import MaintenanceFamilies
+from dbhealth.exposition.query_families import QueryFamilies
 from dbhealth.probing.state import REASONS, AliasState, ServiceState
 
 MAX_LABEL_LENGTH = 1024
@@ -215,10 +217,12 @@ class Families:
         )
 
         self.health = HealthFamilies()
+        self.maintenance = MaintenanceFamilies()
+        self.queries = QueryFamilies()
 
     def all(self) -> list[Metric]:
         own = [value for value in vars(self).values() if isinstance(value, Metric)]
-        return own + self.health.all()
+        return own + self.health.all() + self.maintenance.all() + self.queries.all()
 
     def add_alias(self, target: Target, state: AliasState, now: float) -> None:
         alias = target.alias
@@ -254,6 +258,7 @@ class Families:
             self.down_reason.add_metric([alias, state.reason or "error"], 1)
             return
         self.add_observations(alias, state, now)
+        self.queries.add(target, state)
 
     def add_observations(self, alias: str, state: AliasState, now: float) -> None:
         if state.connections is not None:
@@ -270,6 +275,8 @@ class Families:
         if state.size_bytes is not None and state.size_at is not None:
             self.size.add_metric([alias], state.size_bytes)
             self.part_age.add_metric([alias, "size"], max(0.0, now - state.size_at))
+        if state.maintenance_at is not None:
+            self.part_age.add_metric([alias, "maintenance"], max(0.0, now - state.maintenance_at))
         if state.statements_available is not None:
             self.statements_available.add_metric([alias], 1 if state.statements_available else 0)
         if state.statements and state.statements_available and state.statements_at is not None:
@@ -290,6 +297,7 @@ class Families:
             if values is not None and read_at is not None:
                 self.part_age.add_metric([alias, part], max(0.0, now - read_at))
         self.health.add(alias, state)
+        self.maintenance.add(alias, state, label_text)
 
 
 # Simple per-alias gauges of the health signals: (metric name, help, AliasState attribute).

@@ -19,13 +19,16 @@ from typing import Any
 
 from django.db.utils import load_backend
 
+from dbhealth.configuration.queries import CustomQuery
 from dbhealth.configuration.targets import Target
+from dbhealth.probing.custom_queries import failure_reason, run_query
 from dbhealth.probing.failures import classify
 from dbhealth.probing.redaction import redact, secrets_of
 from dbhealth.probing.state import (
     ACTIVITY_PART,
     EXPENSIVE_PARTS,
     INTEGRITY_PART,
+    MAINTENANCE_PART,
     SERVER_PART,
     IdHeadroom,
     Observations,
@@ -117,6 +120,10 @@ class AliasProber:
             for part in (SERVER_PART, *EXPENSIVE_PARTS):
                 if part in parts:
                     self._read_part(part, wrapper, cursor, deadline_at, progress)
+        due = [query for query in self.target.queries if query.part in parts]
+        for position, query in enumerate(due):
+            if not self._run_query(query, wrapper, deadline_at, len(due) - position, progress):
+                break
 
     def _read_part(
         self, part: str, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress
@@ -144,6 +151,10 @@ class AliasProber:
                 )
             elif part == INTEGRITY_PART:
                 observations.integrity_ok = probe.read_integrity(wrapper, cursor)
+            elif part == MAINTENANCE_PART:
+                probe.read_maintenance(wrapper, cursor, observations, self.target.table_top_n)
+                for table in observations.tables or ():
+                    table.model = model_of_table(table.table)
             elif part == "statements":
                 statements = self.vendor_probe.read_statements(
                     wrapper,
@@ -168,6 +179,37 @@ class AliasProber:
             self._raise_if_connection_broken(exc)
             return
         progress.parts_read.add(part)
+
+    def _run_query(
+        self, query: CustomQuery, wrapper: Any, deadline_at: float, left: int, progress: Progress
+    ) -> bool:
+        """A custom query, as an optional part of its own (`query:<name>`): its failure is its
+        own, never the alias's. It may take an equal share of the time left among the `left`
+        queries still to run, so that one slow query cannot starve the others. False when it
+        broke the connection (nothing more can be read)."""
+        remaining = deadline_at - time.monotonic()
+        if remaining <= SERVER_TIMEOUT_HEADROOM + 2 * (progress.ping_seconds or 0.0):
+            progress.parts_failed[query.part] = ("timeout", "no time left before the deadline")
+            return True
+        try:
+            rows = run_query(
+                self.target.vendor,
+                wrapper,
+                query,
+                (remaining - SERVER_TIMEOUT_HEADROOM) / left,
+                self.target.deadline,
+                self._secrets,
+            )
+        except Exception as exc:
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            progress.parts_failed[query.part] = (failure_reason(exc, self.vendor_probe), message)
+            if not wrapper.is_usable():
+                self._reusable = False
+                return False
+            return True
+        progress.observations.query_rows[query] = rows
+        progress.parts_read.add(query.part)
+        return True
 
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from dbhealth.configuration.queries import configured_queries
 from dbhealth.configuration.targets import (
     configured_targets,
     discovery_specs,
@@ -64,17 +65,22 @@ def reload_configuration() -> None:
             raise
         discover = getattr(settings, "DBHEALTH_DISCOVER", {})
         previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS, discover
+        previous_queries = getattr(settings, "DBHEALTH_QUERIES", {})
         settings.DATABASES, settings.DBHEALTH_DEFAULTS = loaded.databases, loaded.defaults
         settings.DBHEALTH_DISCOVER = loaded.discover
+        settings.DBHEALTH_QUERIES = loaded.queries
         load_targets.cache_clear()
         service_options.cache_clear()
+        configured_queries.cache_clear()
         try:
             specs, options = discovery_specs(), service_options()
             targets = configured_targets()
         except (ImproperlyConfigured, ValueError) as exc:
             settings.DATABASES, settings.DBHEALTH_DEFAULTS, settings.DBHEALTH_DISCOVER = previous
+            settings.DBHEALTH_QUERIES = previous_queries
             load_targets.cache_clear()
             service_options.cache_clear()
+            configured_queries.cache_clear()
             status.successful = False
             logger.error("configuration not reloaded, the old one stays in use: %s", exc)
             raise ImproperlyConfigured(str(exc)) from None

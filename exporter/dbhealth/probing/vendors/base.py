@@ -63,6 +63,13 @@ class VendorProbe(ABC):
         or None where that cannot be read. Read at most once per refresh_interval."""
         return None
 
+    def read_maintenance(  # noqa: B027
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        """What maintenance (VACUUM, ANALYZE, OPTIMIZE) is due, for the `top_n` tables with the
+        most dead rows and the largest: fills `tables` and the vendor's own fields of
+        MAINTENANCE_FIELDS. Read at most once per refresh_interval."""
+
     def read_integrity(self, wrapper: Any, cursor: Any) -> bool | None:
         """A consistency check of the database file, or None where the vendor has none. Read at
         most once per integrity_interval."""

@@ -24,7 +24,13 @@ import copy
 import re
 from typing import Any, ClassVar
 
-from dbhealth.probing.state import SERVER_FACTS, IdHeadroom, Observations, Statement
+from dbhealth.probing.state import (
+    SERVER_FACTS,
+    IdHeadroom,
+    Observations,
+    Statement,
+    TableMaintenance,
+)
 from dbhealth.probing.statement_text import sanitize
 from dbhealth.probing.vendors.base import (
     StatementsUnavailable,
@@ -198,6 +204,17 @@ HAVING MAX(next_id) > 0 AND (MAX(max_id) > 0 OR MAX(visible) = 0)
 ORDER BY seen, (MAX(next_id) - 1) / NULLIF(MAX(max_id) * 1e0, 0) DESC, TABLE_NAME
 LIMIT %s
 """
+# The largest tables of the alias's schema and their free space (DATA_FREE: space allocated to the
+# table and unused, which OPTIMIZE TABLE gives back; for a table in a shared tablespace it is the
+# shared tablespace's). Read at most once per refresh_interval; SHOW VIEW on the schema suffices.
+MAINTENANCE_QUERY = """
+SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH, DATA_FREE FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND DATA_LENGTH IS NOT NULL
+ORDER BY DATA_LENGTH + INDEX_LENGTH DESC, TABLE_NAME
+LIMIT %s
+"""
+# Around a custom query (dbhealth.probing.custom_queries), whose own text is the operator's.
+CUSTOM_QUERY_STATEMENTS = ("START TRANSACTION READ ONLY", "ROLLBACK")
 READ_ONLY = "SET SESSION TRANSACTION READ ONLY"
 MARIADB_TIMEOUT = "SET SESSION max_statement_time = {seconds:.3f}"
 MYSQL_TIMEOUT = "SET SESSION max_execution_time = {milliseconds}"
@@ -264,6 +281,8 @@ OWN_STATEMENTS = (
     ),
     IDS_QUERY,
     SIZE_QUERY,
+    MAINTENANCE_QUERY,
+    *CUSTOM_QUERY_STATEMENTS,
     READ_ONLY,
     MARIADB_TIMEOUT.format(seconds=1),
     MYSQL_TIMEOUT.format(milliseconds=1),
@@ -509,6 +528,19 @@ class MySQLProbe(VendorProbe):
             limit, used = int(max_id), int(next_id) - 1
             found.append(IdHeadroom(table=table, ratio=min(1.0, max(0.0, (limit - used) / limit))))
         return found
+
+    def read_maintenance(
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        cursor.execute(MAINTENANCE_QUERY, [top_n])
+        observations.tables = [
+            TableMaintenance(
+                table=table,
+                size_bytes=float(size),
+                free_bytes=float(free) if free is not None else None,
+            )
+            for table, size, free in cursor.fetchall()
+        ]
 
     def read_size(self, wrapper: Any, cursor: Any) -> float:
         cursor.execute(SIZE_QUERY)

@@ -12,6 +12,7 @@ from dbhealth.probing.state import (
     Observations,
     ReplicationSlot,
     Statement,
+    TableMaintenance,
 )
 from dbhealth.probing.statement_text import sanitize, source_length
 from dbhealth.probing.vendors.base import (
@@ -139,6 +140,41 @@ LEFT JOIN LATERAL (
     SELECT label, ratio FROM tables WHERE readable ORDER BY ratio, label LIMIT %s
 ) AS top ON true
 ORDER BY top.ratio, top.label
+"""
+
+# Maintenance, at most once per refresh_interval, in one round trip: dead and live rows and the
+# last vacuum and analyze (manual or auto, whichever is later; NULL when never) of the tables
+# with the most dead rows, and the size (table, indexes and TOAST) of the largest tables. Every
+# role reads pg_stat_user_tables, and sizes need no privilege. Other sessions' temporary tables
+# are left out; the counts are the statistics collector's (exact enough, a moment late).
+# Measuring a table's size costs system calls on its files (70 ms for 1,000 tables, measured:
+# bench/maintenance_cost.py), so the largest are picked among twice as many candidates by the
+# planner's page count (pg_class.relpages, kept by VACUUM and ANALYZE), then measured.
+MAINTENANCE_QUERY = """
+WITH t AS (
+    SELECT s.relid,
+           CASE WHEN s.schemaname = current_schema() THEN s.relname
+                ELSE s.schemaname || '.' || s.relname END AS label,
+           s.n_dead_tup, s.n_live_tup,
+           EXTRACT(EPOCH FROM GREATEST(s.last_vacuum, s.last_autovacuum))::float8 AS vacuumed,
+           EXTRACT(EPOCH FROM GREATEST(s.last_analyze, s.last_autoanalyze))::float8 AS analyzed
+    FROM pg_stat_user_tables AS s
+    WHERE s.schemaname !~ '^pg_temp_'
+), dead AS (
+    SELECT relid FROM t ORDER BY n_dead_tup DESC, label LIMIT %s
+), candidates AS (
+    SELECT t.relid, t.label FROM t JOIN pg_class AS c ON c.oid = t.relid
+    ORDER BY c.relpages DESC, t.label LIMIT %s
+), sized AS (
+    SELECT relid, label, pg_total_relation_size(relid)::float8 AS size FROM candidates
+), large AS (
+    SELECT relid, size FROM sized WHERE size IS NOT NULL ORDER BY size DESC, label LIMIT %s
+)
+SELECT t.label, dead.relid IS NOT NULL, t.n_dead_tup, t.n_live_tup, t.vacuumed, t.analyzed,
+       large.size
+FROM t LEFT JOIN dead ON dead.relid = t.relid LEFT JOIN large ON large.relid = t.relid
+WHERE dead.relid IS NOT NULL OR large.relid IS NOT NULL
+ORDER BY t.label
 """
 
 # pg_stat_statements keys rows by (user, database, queryid, toplevel): summing per queryid keeps
@@ -275,6 +311,20 @@ class PostgreSQLProbe(VendorProbe):
             for _, _, label, ratio in rows
             if label is not None
         ]
+
+    def read_maintenance(
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        cursor.execute(MAINTENANCE_QUERY, [top_n, 2 * top_n, top_n])
+        tables = []
+        for label, by_dead, dead, live, vacuumed, analyzed, size in cursor.fetchall():
+            table = TableMaintenance(table=label)
+            if by_dead:
+                table.dead_rows, table.live_rows = int(dead), int(live)
+                table.last_vacuum, table.last_analyze = vacuumed, analyzed
+            table.size_bytes = size
+            tables.append(table)
+        observations.tables = tables
 
     def read_statements(
         self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float

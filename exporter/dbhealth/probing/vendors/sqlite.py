@@ -218,6 +218,16 @@ class SQLiteProbe(VendorProbe):
                 timer.join()
         return [tuple(row) for row in rows] == [("ok",)]
 
+    def read_maintenance(
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        """Free pages times the page size: what VACUUM would give back (SQLite reuses free
+        pages but never shrinks the file by itself, unless auto_vacuum is on)."""
+        cursor.execute("PRAGMA freelist_count")
+        free_pages = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        observations.sqlite_freelist_bytes = int(free_pages) * int(cursor.fetchone()[0])
+
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         observations.version = sqlite3.sqlite_version
         observations.replica = False

@@ -2,8 +2,14 @@
 wraparound, replication slots and sequences."""
 
 import copy
+import hashlib
+import hmac
 import re
+import secrets
+import time
 from typing import Any, ClassVar
+
+from django.db.migrations.recorder import MigrationRecorder
 
 from dbhealth.probing.state import (
     SERVER_FACTS,
@@ -24,6 +30,10 @@ from dbhealth.probing.vendors.base import (
 # One round trip for everything cheap; lag is 0 when the replica has replayed all it received,
 # otherwise the age of the last replayed transaction. A role without pg_read_all_stats sees the
 # WAL receiver's row but not its status: connected is then NULL (unknown), not false.
+# Connections by state need pg_read_all_stats: without it other roles' sessions show neither
+# state nor backend type, only their database and user, so they are counted as they are seen:
+# connections in state `unknown` (a database and a user: client backends, and the rare logical
+# walsender or parallel worker of another role), never a count of the states the role can see.
 # Replication slots are read by every role (pg_replication_slots is public). The WAL a slot keeps
 # is measured from the primary's current position; a replica has none (pg_current_wal_lsn()
 # fails during recovery), so there it is NULL, and the metrics show slots of primaries only.
@@ -37,9 +47,14 @@ SELECT current_setting('server_version'),
        END,
        (SELECT CASE WHEN count(*) = 0 THEN false ELSE bool_or(status = 'streaming') END
         FROM pg_stat_wal_receiver),
-       (SELECT json_object_agg(state, n) FROM (
-            SELECT COALESCE(state, 'unknown') AS state, count(*) AS n
-            FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1) AS s),
+       CASE WHEN pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') THEN
+            (SELECT json_object_agg(state, n) FROM (
+                SELECT COALESCE(state, 'unknown') AS state, count(*) AS n
+                FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1) AS s)
+       ELSE (SELECT json_build_object('unknown', count(*)) FROM pg_stat_activity
+             WHERE datname IS NOT NULL AND usesysid IS NOT NULL
+               AND (backend_type = 'client backend' OR backend_type IS NULL))
+       END,
        EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8,
        (SELECT json_agg(json_build_array(
                     slot_name,
@@ -141,20 +156,59 @@ LEFT JOIN LATERAL (
 ORDER BY top.ratio, top.label
 """
 
+# Every statement a probe sends is marked, so that pg_stat_statements tells dbhealth's own
+# statements (of any role it uses, on any connection) from the application's by what they are,
+# even when both share one role. The mark starts the stored text: PostgreSQL keeps comments, and a
+# statement's text starts where the statement does. Every probe statement is also one nobody else
+# writes (no bare `SELECT 1`), so that it never shares a queryid with an application's.
+MARK = "/* dbhealth probe */"
+# Sent in front of every probe statement, in the same simple-query message: the two run as one
+# implicit transaction, so the limits hold for that statement only, on whatever server connection
+# runs it. That works directly, through PgBouncer in session pooling and in transaction pooling
+# (where session settings would land on a connection another client gets next), and PgBouncer
+# refuses the `options` start-up parameter. Values are bound as constants, so pg_stat_statements
+# keeps one entry for every value.
+LIMITS = (
+    MARK + " SELECT set_config('statement_timeout', '{milliseconds}', true),"
+    " set_config('lock_timeout', '{milliseconds}', true),"
+    " set_config('transaction_read_only', 'on', true);\n" + MARK + " "
+)
+PING = "SELECT 1 FROM pg_backend_pid() AS dbhealth_ping"
+# Time kept back from each statement's server-side timeout, so that the server cancels it, and
+# says so, before the watchdog's interrupt at the deadline.
+SERVER_TIMEOUT_HEADROOM = 0.2
+
 # pg_stat_statements keys rows by (user, database, queryid, toplevel): summing per queryid keeps
-# one series per statement, where exporting rows as they are yields duplicate series. The probing
-# role's own statements are left out: on a quiet database they would be the top statements.
-STATEMENTS_QUERY = """
-SELECT queryid::text, left(min(query), %s), sum(calls)::bigint,
-       sum({total}) / 1000.0, sum(rows)::bigint
-FROM pg_stat_statements
+# one series per statement, where exporting rows as they are yields duplicate series. Ranked
+# without texts: asking for any text makes PostgreSQL read its whole query-text file (hundreds of
+# megabytes on busy servers). The ids already known to be dbhealth's are left out; a few more
+# than asked for are ranked, since new ones of ours may still be among them.
+RANK_QUERY = """
+SELECT queryid, sum(calls)::bigint, sum({total}) / 1000.0, sum(rows)::bigint
+FROM pg_stat_statements(false)
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-  AND queryid IS NOT NULL
+  AND queryid IS NOT NULL AND queryid <> ALL(%s::bigint[])
 GROUP BY queryid
 ORDER BY sum({total}) DESC
 LIMIT %s
 """
+# Texts of the ranked statements not seen before, and whether they are dbhealth's own.
+TEXTS_QUERY = """
+SELECT queryid, bool_or(position(%s in query) = 1), left(min(query), %s)
+FROM pg_stat_statements(true)
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND queryid = ANY(%s::bigint[])
+GROUP BY queryid
+"""
+# More than the distinct statements dbhealth sends to one database.
+OWN_STATEMENTS_MARGIN = 32
+# pg_stat_statements normalizes the constants of these statements only; the queryid of any other
+# (utility) statement is a hash of its text as sent (PostgreSQL 14, 15), or of its parse tree
+# constants included (16+): for `ALTER ROLE x PASSWORD '...'` an offline password oracle.
+PLANNABLE = frozenset({"select", "insert", "update", "delete", "merge", "with", "values", "table"})
+# Utility statements are exported under a keyed hash of their queryid instead; the key lives and
+# dies with the process, like the counters the ids label.
+STATEMENT_ID_KEY = secrets.token_bytes(32)
 
 STATE_NAMES = {
     "idle in transaction": "idle_in_transaction",
@@ -203,17 +257,45 @@ class PostgreSQLProbe(VendorProbe):
         # A probe keeps its own plain connection: a pool would hold connections the probe cannot
         # interrupt and would outlive the probe's bookkeeping.
         options.pop("pool", None)
+        # Limits travel in front of each statement (see LIMITS), which needs the simple-query
+        # protocol of client-side binding.
+        options.pop("server_side_binding", None)
         options["connect_timeout"] = whole_seconds(deadline, minimum=2)
         options.setdefault("application_name", "dbhealth")
-        timeout_ms = max(100, int(deadline * 1000))
-        session = (
-            f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
-            f" -c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout=60000"
-        )
-        options["options"] = f"{options.get('options', '')} {session}".strip()
         result["CONN_MAX_AGE"] = None
         result["CONN_HEALTH_CHECKS"] = False
         return result
+
+    def prepare_connection(self, wrapper: Any, deadline: float) -> None:
+        wrapper.execute_wrappers.append(limit_statement)
+        self.start_probe(wrapper, deadline)
+
+    def start_probe(self, wrapper: Any, remaining: float) -> None:
+        # When this probe's statements must stop (the wrapper is this alias's alone).
+        wrapper.dbhealth_stop_at = time.monotonic() + remaining - SERVER_TIMEOUT_HEADROOM
+
+    def ping(self, cursor: Any) -> None:
+        cursor.execute(PING)
+        cursor.fetchone()
+
+    def missing_grants(self, wrapper: Any, cursor: Any) -> dict[str, str]:
+        """What the connected role may not read, as signal -> the grant that would show it;
+        empty when it sees everything dbhealth reads. Without a grant those signals are absent
+        (never 0): this names them, for `dbhealth check`."""
+        cursor.execute(GRANTS_QUERY, {"table": MigrationRecorder.Migration._meta.db_table})
+        sees_all, hidden_sequences, migrations_table, reads_migrations = cursor.fetchone()
+        missing = {}
+        if not sees_all:
+            for signal in STATS_SIGNALS:
+                missing[signal] = "pg_read_all_stats (or pg_monitor)"
+        if hidden_sequences:
+            missing["id headroom"] = (
+                f"SELECT on {hidden_sequences} sequence(s) (GRANT SELECT ON ALL SEQUENCES IN"
+                " SCHEMA ...)"
+            )
+        if migrations_table is not None and not reads_migrations:
+            missing["pending migrations"] = f"SELECT on {migrations_table}"
+        return missing
 
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         recent = wrapper.connection.info.server_version >= 140000
@@ -279,42 +361,60 @@ class PostgreSQLProbe(VendorProbe):
     def read_statements(
         self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
     ) -> list[Statement]:
+        """The top statements by total time, dbhealth's own left out. Each probe statement
+        carries its own time limit (LIMITS), so `timeout` needs no statement of its own here."""
         from psycopg import errors
 
         # Known from the connection's start-up, without a query.
         total = (
             "total_exec_time" if wrapper.connection.info.server_version >= 130000 else "total_time"
         )
-        cursor.execute(
-            "SELECT set_config('statement_timeout', %s, false)", [str(max(1, int(timeout * 1000)))]
-        )
+        # queryid -> sanitized text, or None for dbhealth's own; kept with the connection, so
+        # that texts are read again only for statements new to the top.
+        known: dict[int, str | None] = getattr(wrapper, "dbhealth_statement_texts", {})
         try:
-            cursor.execute(
-                STATEMENTS_QUERY.format(total=total), [source_length(text_length), top_n]
-            )
-            rows = cursor.fetchall()
+            cursor.execute(SEES_ALL_QUERY)
+            if not cursor.fetchone()[0]:
+                raise StatementsUnavailable(
+                    "the role lacks pg_read_all_stats (pg_monitor): other roles' statements"
+                    " are hidden from it"
+                )
+            own = [queryid for queryid, text in known.items() if text is None]
+            cursor.execute(RANK_QUERY.format(total=total), [own, top_n + OWN_STATEMENTS_MARGIN])
+            ranked = cursor.fetchall()
+            new = [row[0] for row in ranked if row[0] not in known]
+            if new:
+                cursor.execute(TEXTS_QUERY, [MARK, source_length(text_length), new])
+                for queryid, ours, text in cursor.fetchall():
+                    known[queryid] = None if ours else sanitize(text or "")[:text_length]
         except Exception as exc:
             cause = driver_error(exc)
-            if isinstance(cause, errors.UndefinedTable):
+            if isinstance(cause, errors.UndefinedTable | errors.UndefinedFunction):
                 raise StatementsUnavailable("pg_stat_statements is not installed here") from None
             if isinstance(cause, errors.ObjectNotInPrerequisiteState):
                 raise StatementsUnavailable("pg_stat_statements is not preloaded") from None
             if isinstance(cause, errors.InsufficientPrivilege):
                 raise StatementsUnavailable("no privilege on pg_stat_statements") from None
             raise
-        finally:
-            cursor.execute("RESET statement_timeout")
-        return [
+        statements = [
             Statement(
-                queryid=queryid,
-                query=sanitize(text or "")[:text_length],
+                queryid=statement_id(queryid, known[queryid]),
+                query=known[queryid],
                 calls=int(calls),
                 total_seconds=float(total_seconds),
                 mean_seconds=float(total_seconds) / calls if calls else 0.0,
                 rows=int(rows_count),
             )
-            for queryid, text, calls, total_seconds, rows_count in rows
-        ]
+            for queryid, calls, total_seconds, rows_count in ranked
+            if known.get(queryid) is not None
+        ][:top_n]
+        # Forget texts that left the ranking; dbhealth's own ids stay known for good.
+        wrapper.dbhealth_statement_texts = {
+            queryid: text
+            for queryid, text in known.items()
+            if text is None or queryid in {row[0] for row in ranked}
+        }
+        return statements
 
     def classify(self, error: BaseException) -> str | None:
         import psycopg
@@ -336,3 +436,52 @@ class PostgreSQLProbe(VendorProbe):
         if isinstance(cause, psycopg.ProgrammingError) or "invalid dsn" in text:
             return "config"
         return None
+
+
+# Signals that need pg_read_all_stats: other sessions' state, transactions and waits, the WAL
+# receiver's status, other roles' statements.
+STATS_SIGNALS = (
+    "connections by state",
+    "oldest transaction",
+    "oldest idle in transaction",
+    "blocked sessions",
+    "longest lock wait",
+    "replica connected",
+    "statements",
+)
+SEES_ALL_QUERY = "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')"
+# Whether the role sees other sessions, how many owned sequences it may not read (id headroom),
+# and whether it may read django_migrations where that table exists in its search path.
+GRANTS_QUERY = """
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+       (SELECT count(*) FROM pg_depend AS dep JOIN pg_sequence AS seq ON seq.seqrelid = dep.objid
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.deptype IN ('a', 'i')
+          AND NOT has_sequence_privilege(seq.seqrelid, 'SELECT,USAGE')),
+       to_regclass(quote_ident(%(table)s))::text,
+       has_table_privilege(to_regclass(quote_ident(%(table)s)), 'SELECT')
+"""
+
+
+def limit_statement(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
+    """A Django execute wrapper on the probe's connection: every statement goes with its limits
+    (LIMITS) and the mark, and the cursor is left on the statement's own result."""
+    wrapper = context["connection"]
+    remaining = getattr(wrapper, "dbhealth_stop_at", 0.0) - time.monotonic()
+    limits = LIMITS.format(milliseconds=max(1, int(remaining * 1000)))
+    result = execute(limits + sql, params, many, context)
+    raw = context["cursor"].cursor
+    while raw.nextset():
+        pass
+    return result
+
+
+def statement_id(queryid: int, text: str) -> str:
+    """The `queryid` label: the server's queryid where it is a hash without constants (a
+    plannable statement), else a keyed hash of it that nobody outside this process can compute
+    from a guessed text."""
+    words = text.split(None, 1)
+    if words and words[0].lower() in PLANNABLE:
+        return str(queryid)
+    digest = hmac.new(STATEMENT_ID_KEY, str(queryid).encode(), hashlib.sha256).hexdigest()
+    return f"u{digest[:16]}"

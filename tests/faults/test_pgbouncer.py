@@ -68,6 +68,8 @@ def test_a_statement_through_pgbouncer_is_cut_by_its_own_limit(
     harness = make_harness({"pooled": bouncer.django_settings(database, "monitor")})
     assert harness.round().aliases["pooled"].up
     wrapper = harness.service._probers["pooled"]._wrapper
+    # Refused at start-up, the limits left the connection's settings.
+    assert "options" not in wrapper.settings_dict["OPTIONS"]
     PostgreSQLProbe().start_probe(wrapper, 0.5)
     with wrapper.cursor() as cursor:
         with pytest.raises(OperationalError, match="statement timeout"):

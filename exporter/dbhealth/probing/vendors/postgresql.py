@@ -162,12 +162,22 @@ ORDER BY top.ratio, top.label
 # statement's text starts where the statement does. Every probe statement is also one nobody else
 # writes (no bare `SELECT 1`), so that it never shares a queryid with an application's.
 MARK = "/* dbhealth probe */"
-# Sent in front of every probe statement, in the same simple-query message: the two run as one
-# implicit transaction, so the limits hold for that statement only, on whatever server connection
-# runs it. That works directly, through PgBouncer in session pooling and in transaction pooling
-# (where session settings would land on a connection another client gets next), and PgBouncer
-# refuses the `options` start-up parameter. Values are bound as constants, so pg_stat_statements
-# keeps one entry for every value.
+# A connection's limits (read-only, statement and lock timeouts from the alias's deadline) are
+# set where they cost nothing: at start-up, in the `options` parameter, on the connection's own
+# session. PgBouncer refuses that parameter (`unsupported startup parameter: options`), and behind
+# its transaction pooling a session setting would land on a server connection another client
+# gets next. There the limits are sent in front of every probe statement instead, in the same
+# simple-query message: the two run as one implicit transaction, so the limits hold for that
+# statement only, on whichever server connection runs it, for the time left before the deadline.
+# Values are bound as constants, so pg_stat_statements keeps one entry for every value.
+OPTIONS_REFUSED = "unsupported startup parameter: options"
+SESSION_LIMITS = (
+    "-c default_transaction_read_only=on -c statement_timeout={milliseconds}"
+    " -c lock_timeout={milliseconds} -c idle_in_transaction_session_timeout=60000"
+)
+SESSION_LIMITS_PATTERN = re.compile(
+    r"\s*" + re.escape(SESSION_LIMITS).replace(re.escape("{milliseconds}"), r"\d+")
+)
 LIMITS = (
     MARK + " SELECT set_config('statement_timeout', '{milliseconds}', true),"
     " set_config('lock_timeout', '{milliseconds}', true),"
@@ -262,12 +272,33 @@ class PostgreSQLProbe(VendorProbe):
         options.pop("server_side_binding", None)
         options["connect_timeout"] = whole_seconds(deadline, minimum=2)
         options.setdefault("application_name", "dbhealth")
+        session = SESSION_LIMITS.format(milliseconds=max(100, int(deadline * 1000)))
+        options["options"] = f"{options.get('options', '')} {session}".strip()
         result["CONN_MAX_AGE"] = None
         result["CONN_HEALTH_CHECKS"] = False
         return result
 
+    def settings_after_refusal(
+        self, settings: dict[str, Any], error: BaseException
+    ) -> dict[str, Any] | None:
+        """PgBouncer refuses the `options` start-up parameter: connect without dbhealth's
+        session limits, which then go with every statement (see LIMITS)."""
+        options = settings["OPTIONS"].get("options", "")
+        if OPTIONS_REFUSED not in str(error) or not has_session_limits(options):
+            return None
+        result = copy.deepcopy(settings)
+        # The alias's own options stay: if it has any, PgBouncer refuses them too, and says so.
+        if own := SESSION_LIMITS_PATTERN.sub("", options).strip():
+            result["OPTIONS"]["options"] = own
+        else:
+            del result["OPTIONS"]["options"]
+        return result
+
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:
-        wrapper.execute_wrappers.append(limit_statement)
+        if has_session_limits(wrapper.settings_dict["OPTIONS"].get("options", "")):
+            wrapper.execute_wrappers.append(mark_statement)
+        else:
+            wrapper.execute_wrappers.append(limit_statement)
         self.start_probe(wrapper, deadline)
 
     def start_probe(self, wrapper: Any, remaining: float) -> None:
@@ -361,8 +392,8 @@ class PostgreSQLProbe(VendorProbe):
     def read_statements(
         self, wrapper: Any, cursor: Any, top_n: int, text_length: int, timeout: float
     ) -> list[Statement]:
-        """The top statements by total time, dbhealth's own left out. Each probe statement
-        carries its own time limit (LIMITS), so `timeout` needs no statement of its own here."""
+        """The top statements by total time, dbhealth's own left out, read within `timeout`
+        seconds (behind PgBouncer every statement carries the time left anyway)."""
         from psycopg import errors
 
         # Known from the connection's start-up, without a query.
@@ -372,8 +403,16 @@ class PostgreSQLProbe(VendorProbe):
         # queryid -> sanitized text, or None for dbhealth's own; kept with the connection, so
         # that texts are read again only for statements new to the top.
         known: dict[int, str | None] = getattr(wrapper, "dbhealth_statement_texts", {})
+        # A session of its own: this read may take what is left, not the whole deadline.
+        session = has_session_limits(wrapper.settings_dict["OPTIONS"].get("options", ""))
         try:
-            cursor.execute(SEES_ALL_QUERY)
+            if session:
+                cursor.execute(
+                    SEES_ALL_QUERY + ", set_config('statement_timeout', %s, false)",
+                    [str(max(1, int(timeout * 1000)))],
+                )
+            else:
+                cursor.execute(SEES_ALL_QUERY)
             if not cursor.fetchone()[0]:
                 raise StatementsUnavailable(
                     "the role lacks pg_read_all_stats (pg_monitor): other roles' statements"
@@ -396,6 +435,9 @@ class PostgreSQLProbe(VendorProbe):
             if isinstance(cause, errors.InsufficientPrivilege):
                 raise StatementsUnavailable("no privilege on pg_stat_statements") from None
             raise
+        finally:
+            if session:
+                cursor.execute("RESET statement_timeout")  # to the connection's start-up value
         statements = [
             Statement(
                 queryid=statement_id(queryid, known[queryid]),
@@ -461,6 +503,16 @@ SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
        to_regclass(quote_ident(%(table)s))::text,
        has_table_privilege(to_regclass(quote_ident(%(table)s)), 'SELECT')
 """
+
+
+def has_session_limits(options: str) -> bool:
+    return SESSION_LIMITS_PATTERN.search(options) is not None
+
+
+def mark_statement(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
+    """A Django execute wrapper on a probe connection with its limits set on the session: every
+    statement goes with the mark."""
+    return execute(f"{MARK} {sql}", params, many, context)
 
 
 def limit_statement(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:

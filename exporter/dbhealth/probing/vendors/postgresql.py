@@ -78,8 +78,23 @@ SELECT current_setting('server_version'),
               AND a.backend_type = 'client backend' AND a.datname IS NOT NULL
               AND a.pid <> pg_backend_pid()
               AND a.application_name IS DISTINCT FROM 'dbhealth'
-            GROUP BY a.datname) AS s (datname, oldest, idle, blocked, waited))
+            GROUP BY a.datname) AS s (datname, oldest, idle, blocked, waited)),
+       CASE WHEN NOT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') THEN
+            (SELECT json_object_agg(d.datname, json_build_array(
+                        NULL, NULL, COALESCE(w.blocked, 0), {unprivileged_wait}))
+             FROM pg_database AS d LEFT JOIN (
+                SELECT a.datname, count(DISTINCT l.pid) AS blocked, {wait_start} AS since
+                FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+                WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+                GROUP BY a.datname) AS w ON w.datname = d.datname)
+       END
 """
+# Without pg_read_all_stats, other sessions' transactions and states are hidden, but every role
+# reads pg_locks and which database a session is in: lock waits (and, from 14 on, since when)
+# per database, every database listed so that one without waits reads 0 and the hidden
+# transaction ages stay unknown (None).
+UNPRIVILEGED_WAIT_14 = "GREATEST(0, EXTRACT(EPOCH FROM COALESCE(now() - w.since, '0s')))"
+WAIT_START_14 = "min(l.waitstart)"
 # When a session began to wait for its lock: PostgreSQL 14+ says so in pg_locks (read only for
 # waiting sessions); before, the waiting statement's start stands in.
 WAIT_SINCE_14 = (
@@ -317,7 +332,8 @@ class PostgreSQLProbe(VendorProbe):
         sees_all, hidden_sequences, migrations_table, reads_migrations = cursor.fetchone()
         missing = {}
         if not sees_all:
-            for signal in STATS_SIGNALS:
+            recent = wrapper.connection.info.server_version >= 140000
+            for signal in (*STATS_SIGNALS, *(() if recent else ("longest lock wait",))):
                 missing[signal] = "pg_read_all_stats (or pg_monitor)"
         if hidden_sequences:
             missing["id headroom"] = (
@@ -331,16 +347,22 @@ class PostgreSQLProbe(VendorProbe):
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         recent = wrapper.connection.info.server_version >= 140000
         cursor.execute(
-            STATUS_QUERY.format(wait_since=WAIT_SINCE_14 if recent else WAIT_SINCE_BEFORE_14)
+            STATUS_QUERY.format(
+                wait_since=WAIT_SINCE_14 if recent else WAIT_SINCE_BEFORE_14,
+                # Before 14 a waiting session's start is hidden like its transaction's.
+                unprivileged_wait=UNPRIVILEGED_WAIT_14 if recent else "NULL",
+                wait_start=WAIT_START_14 if recent else "NULL",
+            )
         )
         row = cursor.fetchone()
         version, max_connections, in_recovery, lag, streaming, states, started, slots = row[:8]
-        sees_all, sessions = row[8:]
-        # Per database: (oldest, idle in transaction, blocked, longest wait); None when the
-        # role cannot see other sessions (no pg_read_all_stats): unknown, never 0.
-        observations.sessions_by_database = (
-            {name: tuple(values) for name, values in (sessions or {}).items()} if sees_all else None
-        )
+        sees_all, sessions, unprivileged_sessions = row[8:]
+        # Per database: (oldest, idle in transaction, blocked, longest wait); a value the role
+        # cannot see (no pg_read_all_stats) is None: unknown, never 0.
+        observations.sessions_by_database = {
+            name: tuple(values)
+            for name, values in ((sessions if sees_all else unprivileged_sessions) or {}).items()
+        }
         observations.version = version.split()[0]
         observations.connections_max = max_connections
         observations.replica = bool(in_recovery)
@@ -451,10 +473,11 @@ class PostgreSQLProbe(VendorProbe):
             if known.get(queryid) is not None
         ][:top_n]
         # Forget texts that left the ranking; dbhealth's own ids stay known for good.
+        still_ranked = {row[0] for row in ranked}
         wrapper.dbhealth_statement_texts = {
             queryid: text
             for queryid, text in known.items()
-            if text is None or queryid in {row[0] for row in ranked}
+            if text is None or queryid in still_ranked
         }
         return statements
 
@@ -480,14 +503,13 @@ class PostgreSQLProbe(VendorProbe):
         return None
 
 
-# Signals that need pg_read_all_stats: other sessions' state, transactions and waits, the WAL
-# receiver's status, other roles' statements.
+# Signals that need pg_read_all_stats: other sessions' state and transactions, the WAL
+# receiver's status, other roles' statements (lock waits come from pg_locks, which every role
+# reads; before PostgreSQL 14, since when a session waits needs it too).
 STATS_SIGNALS = (
     "connections by state",
     "oldest transaction",
     "oldest idle in transaction",
-    "blocked sessions",
-    "longest lock wait",
     "replica connected",
     "statements",
 )

@@ -7,6 +7,7 @@ import MySQLdb
 import psycopg
 
 from tests.faults.fleet import Fleet
+from tests.support.process import wait_until
 
 
 def test_postgres_max_connections_exhausted_by_other_clients(make_fleet, make_postgres) -> None:
@@ -107,6 +108,13 @@ def test_a_locked_catalog_hits_the_server_side_statement_timeout(make_fleet, pos
         holder.execute("LOCK TABLE pg_sequence IN ACCESS EXCLUSIVE MODE")
         log_size = postgres.logfile.stat().st_size
         fleet.scrape()
+        # The read began after the ping, so it may outlast the probe's deadline; the server
+        # cancels it itself, at most one deadline after it began.
+        cancelled = "monitor@analytics ERROR:  canceling statement due to statement timeout"
+        assert wait_until(
+            lambda: cancelled in postgres.logfile.read_bytes()[log_size:].decode(errors="replace"),
+            timeout=10,
+        )
         holder.rollback()
 
     state = fleet.faulted_state()
@@ -119,8 +127,6 @@ def test_a_locked_catalog_hits_the_server_side_statement_timeout(make_fleet, pos
     )
     assert failures == 1
     # The server cancelled the wait itself: the exporter did not have to cut its connection.
-    log = postgres.logfile.read_bytes()[log_size:].decode(errors="replace")
-    assert "monitor@analytics ERROR:  canceling statement due to statement timeout" in log
     assert exporter_backend(postgres, "analytics") == backend
 
     fleet.scrape()

@@ -4,6 +4,8 @@ wraparound, replication slots and sequences."""
 import copy
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 import time
@@ -26,6 +28,8 @@ from dbhealth.probing.vendors.base import (
     driver_error,
     whole_seconds,
 )
+
+logger = logging.getLogger(__name__)
 
 # One round trip for everything cheap; lag is 0 when the replica has replayed all it received,
 # otherwise the age of the last replayed transaction. A role without pg_read_all_stats sees the
@@ -174,8 +178,12 @@ ORDER BY top.ratio, top.label
 # Every statement a probe sends is marked, so that pg_stat_statements tells dbhealth's own
 # statements (of any role it uses, on any connection) from the application's by what they are,
 # even when both share one role. The mark starts the stored text: PostgreSQL keeps comments, and a
-# statement's text starts where the statement does. Every probe statement is also one nobody else
-# writes (no bare `SELECT 1`), so that it never shares a queryid with an application's.
+# statement's text starts where the statement does. But an entry keeps the text of its first
+# run, and a comment does not change a queryid: an entry begun before (by an older dbhealth, or
+# another tool running the same query) has no mark. So, from PostgreSQL 14 on, the queryids of
+# the statements a connection sent are also learned from the server (EXPLAIN VERBOSE names them)
+# and left out by id. Every probe statement is also one nobody else writes (no bare `SELECT 1`),
+# so that it never shares a queryid with an application's.
 MARK = "/* dbhealth probe */"
 # A connection's limits (read-only, statement and lock timeouts from the alias's deadline) are
 # set where they cost nothing: at start-up, in the `options` parameter, on the connection's own
@@ -199,6 +207,8 @@ LIMITS = (
     " set_config('transaction_read_only', 'on', true);\n" + MARK + " "
 )
 PING = "SELECT 1 FROM pg_backend_pid() AS dbhealth_ping"
+# Queries EXPLAIN can plan without running them.
+EXPLAINABLE = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
 # Time kept back from each statement's server-side timeout, so that the server cancels it, and
 # says so, before the watchdog's interrupt at the deadline.
 SERVER_TIMEOUT_HEADROOM = 0.2
@@ -441,6 +451,7 @@ class PostgreSQLProbe(VendorProbe):
                     " are hidden from it"
                 )
             own = [queryid for queryid, text in known.items() if text is None]
+            own += learn_own_ids(wrapper, cursor).difference(own)
             cursor.execute(RANK_QUERY.format(total=total), [own, top_n + OWN_STATEMENTS_MARGIN])
             ranked = cursor.fetchall()
             new = [row[0] for row in ranked if row[0] not in known]
@@ -534,13 +545,45 @@ def has_session_limits(options: str) -> bool:
 def mark_statement(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
     """A Django execute wrapper on a probe connection with its limits set on the session: every
     statement goes with the mark."""
+    remember(context["connection"], sql, params)
     return execute(f"{MARK} {sql}", params, many, context)
+
+
+def remember(wrapper: Any, sql: str, params: Any) -> None:
+    """Keep a query the connection sent (and its first parameters), to learn its queryid."""
+    if EXPLAINABLE.match(sql):
+        sent = wrapper.__dict__.setdefault("dbhealth_sent", {})
+        sent.setdefault(sql, params)
+
+
+def learn_own_ids(wrapper: Any, cursor: Any) -> set[int]:
+    """The queryids of every query this connection sent, as the server computes them (PostgreSQL
+    14+, with pg_stat_statements loaded): each learned once per connection, EXPLAIN plans it
+    without running it."""
+    learned: dict[str, int | None] = wrapper.__dict__.setdefault("dbhealth_learned", {})
+    if wrapper.connection.info.server_version >= 140000:
+        for sql, params in list(getattr(wrapper, "dbhealth_sent", {}).items()):
+            if sql in learned:
+                continue
+            learned[sql] = None
+            try:
+                cursor.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}", params)
+            except Exception as exc:
+                if not wrapper.is_usable():
+                    raise
+                logger.debug("no queryid for a probe statement: %s", exc)
+                continue
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            learned[sql] = plan[0].get("Query Identifier")
+    return {queryid for queryid in learned.values() if queryid is not None}
 
 
 def limit_statement(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:
     """A Django execute wrapper on the probe's connection: every statement goes with its limits
     (LIMITS) and the mark, and the cursor is left on the statement's own result."""
     wrapper = context["connection"]
+    remember(wrapper, sql, params)
     remaining = getattr(wrapper, "dbhealth_stop_at", 0.0) - time.monotonic()
     limits = LIMITS.format(milliseconds=max(1, int(remaining * 1000)))
     result = execute(limits + sql, params, many, context)

@@ -5,7 +5,7 @@ and no label a hash of a text that held a literal."""
 import secrets
 
 import pytest
-from dbhealth.probing.vendors.postgresql import MARK
+from dbhealth.probing.vendors.postgresql import ACTIVITY_QUERY, MARK, PING
 
 PROBE_WORDS = ("pg_database_size", "set_config", "pg_stat_statements", "pg_stat_activity")
 
@@ -135,3 +135,27 @@ def test_a_utility_statement_is_labelled_with_a_keyed_id_a_plannable_one_with_th
     assert {s.query: s.queryid for s in harness.alias("main").statements}[
         "SET application_name = ?"
     ] == keyed
+
+
+def test_probe_statements_recorded_without_the_mark_are_left_out_too(
+    postgres, database, make_harness
+):
+    # As after an upgrade from a dbhealth that did not mark its statements: the entries exist,
+    # begun by unmarked runs, and a comment does not change a queryid, so they keep that text.
+    with postgres.connect(database, user="monitor", autocommit=True) as older:
+        for _ in range(3):
+            older.execute(ACTIVITY_QUERY)
+            older.execute(PING)
+            older.execute("SELECT pg_database_size(current_database())")
+    harness = make_harness(
+        {"main": postgres.django_settings(database, "monitor", postgres.monitor_password)},
+        refresh_interval=0.0,
+        statement_top_n=50,
+    )
+    postgres.sql("SELECT note FROM orders WHERE id = 7", dbname=database)
+    for _ in range(3):
+        harness.round()
+    texts = [s.query for s in harness.alias("main").statements]
+    assert "SELECT note FROM orders WHERE id = $1" in texts, texts
+    probe_words = ("mxid_age", "dbhealth_ping", "pg_database_size")
+    assert not [text for text in texts if any(word in text for word in probe_words)], texts

@@ -1,29 +1,28 @@
 """A throwaway PgBouncer (Debian's `pgbouncer`) in front of a test PostgreSQL server.
 
 Every database of the server is reachable through it (`* = host=... port=...`); clients
-authenticate with SCRAM against an auth file PgBouncer reads at start and on SIGHUP, and
-PgBouncer logs in to the server with the same password. It runs as the server's unprivileged
+authenticate with SCRAM against an auth file written at start from the roles the server knows,
+and PgBouncer logs in to the server with the same password. It runs as the server's unprivileged
 user (PgBouncer refuses to run as root), on a free port below 32768.
 """
 
 import shutil
-import signal
 from pathlib import Path
 
 import psycopg
 
 from . import binaries
 from .postgres import PostgresServer
-from .process import ServerError, ServerProcess, wait_until
+from .process import ServerProcess
 
 POOL_MODES = ("session", "transaction")
 
 
 class PgBouncerServer(ServerProcess):
     """PgBouncer in `pool_mode` in front of `server`, knowing every role created there through
-    `create_role()` (and the superuser); `add_role()` makes a role created later known. At most
-    `pool_size` server connections per database and role: with 1, every client of a role shares
-    one server session, so whatever one leaves set there the next one sees."""
+    `create_role()` (and the superuser) before it started. At most `pool_size` server
+    connections per database and role: with 1, every client of a role shares one server
+    session, so whatever one leaves set there the next one sees."""
 
     name = "pgbouncer"
 
@@ -103,14 +102,6 @@ log_disconnections = 1
             "user": role,
             "password": self.server.passwords[role],
         }
-
-    def add_role(self, role: str) -> None:
-        """Make a role created on the server after PgBouncer started known to it."""
-        self._write_auth_file()
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGHUP)
-        if not wait_until(lambda: self._logs_in(role), timeout=10):
-            raise ServerError(f"PgBouncer did not take role {role!r}\n{self.log_tail()}")
 
     def django_settings(self, dbname: str, role: str) -> dict[str, str]:
         """A Django DATABASES entry reaching `dbname` on the server through PgBouncer."""

@@ -21,7 +21,7 @@ from dbhealth.probing.state import (
     ReplicationSlot,
     Statement,
 )
-from dbhealth.probing.statement_text import sanitize, source_length
+from dbhealth.probing.statement_text import PLACEHOLDER, sanitize, source_length
 from dbhealth.probing.vendors.base import (
     StatementsUnavailable,
     VendorProbe,
@@ -432,9 +432,9 @@ class PostgreSQLProbe(VendorProbe):
         total = (
             "total_exec_time" if wrapper.connection.info.server_version >= 130000 else "total_time"
         )
-        # queryid -> sanitized text, or None for dbhealth's own; kept with the connection, so
-        # that texts are read again only for statements new to the top.
-        known: dict[int, str | None] = getattr(wrapper, "dbhealth_statement_texts", {})
+        # queryid -> (exported id, sanitized text), or None for dbhealth's own; kept with the
+        # connection, so that texts are read again only for statements new to the top.
+        known: dict[int, tuple[str, str] | None] = getattr(wrapper, "dbhealth_statement_texts", {})
         # A session of its own: this read may take what is left, not the whole deadline.
         session = has_session_limits(wrapper.settings_dict["OPTIONS"].get("options", ""))
         try:
@@ -458,7 +458,7 @@ class PostgreSQLProbe(VendorProbe):
             if new:
                 cursor.execute(TEXTS_QUERY, [MARK, source_length(text_length), new])
                 for queryid, ours, text in cursor.fetchall():
-                    known[queryid] = None if ours else sanitize(text or "")[:text_length]
+                    known[queryid] = None if ours else exported(queryid, text or "", text_length)
         except Exception as exc:
             cause = driver_error(exc)
             if isinstance(cause, errors.UndefinedTable | errors.UndefinedFunction):
@@ -473,8 +473,8 @@ class PostgreSQLProbe(VendorProbe):
                 cursor.execute("RESET statement_timeout")  # to the connection's start-up value
         statements = [
             Statement(
-                queryid=statement_id(queryid, known[queryid]),
-                query=known[queryid],
+                queryid=known[queryid][0],
+                query=known[queryid][1],
                 calls=int(calls),
                 total_seconds=float(total_seconds),
                 mean_seconds=float(total_seconds) / calls if calls else 0.0,
@@ -593,12 +593,17 @@ def limit_statement(execute: Any, sql: str, params: Any, many: bool, context: di
     return result
 
 
-def statement_id(queryid: int, text: str) -> str:
-    """The `queryid` label: the server's queryid where it is a hash without constants (a
-    plannable statement), else a keyed hash of it that nobody outside this process can compute
-    from a guessed text."""
-    words = text.split(None, 1)
-    if words and words[0].lower() in PLANNABLE:
-        return str(queryid)
+def exported(queryid: int, text: str, text_length: int) -> tuple[str, str]:
+    """A statement as exported: its `queryid` label and its sanitized text. The label is the
+    server's queryid only where the server computed it without constants (a plannable statement,
+    whose text it normalized: no literal left in it), else a keyed hash of it that nobody outside
+    this process can compute from a guessed text."""
+    safe = sanitize(text)
+    words = safe.split(None, 1)
+    # Any `?` sanitizing the text leaves, once the text's own are out of the way, replaced a
+    # literal the server kept (`SELECT 'x' INTO t` is a utility statement that reads as a query).
+    literal = PLACEHOLDER in sanitize(text.replace(PLACEHOLDER, "\x00"))
+    if words and words[0].lower() in PLANNABLE and not literal:
+        return str(queryid), safe[:text_length]
     digest = hmac.new(STATEMENT_ID_KEY, str(queryid).encode(), hashlib.sha256).hexdigest()
-    return f"u{digest[:16]}"
+    return f"u{digest[:16]}", safe[:text_length]

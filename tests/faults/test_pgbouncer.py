@@ -120,3 +120,21 @@ def test_sessions_seen_through_pgbouncer_are_the_servers(
             lambda: (harness.alias("pooled").oldest_transaction_seconds or 0) > 0
         )
         application.rollback()
+
+
+def test_an_alias_with_options_pgbouncer_refuses_is_down_with_reason_config(
+    database, make_pgbouncer, make_harness
+):
+    bouncer = make_pgbouncer("transaction")
+    settings = {
+        **bouncer.django_settings(database, "monitor"),
+        "OPTIONS": {"options": "-c search_path=public"},
+    }
+    harness = make_harness({"pooled": settings})
+    pooled = harness.round().aliases["pooled"]
+    assert not pooled.up
+    assert pooled.reason == "config"
+    assert "unsupported startup parameter: options" in pooled.message
+    # The alias's own options were kept: dbhealth dropped only its own limits before retrying.
+    prober = harness.service._probers["pooled"]
+    assert prober._settings["OPTIONS"]["options"] == "-c search_path=public"

@@ -262,6 +262,9 @@ MESSAGE_REASONS = (
     (re.compile(r"password authentication failed|no password supplied"), "auth"),
     (re.compile(r'role ".*" does not exist'), "auth"),
     (re.compile(r"too many clients|remaining connection slots are reserved"), "connection_limit"),
+    # PgBouncer refusing a start-up parameter of the alias's own OPTIONS (dbhealth's own limits
+    # it retries without).
+    (re.compile(r"unsupported startup parameter"), "config"),
 )
 
 SQLSTATE_REASONS = {

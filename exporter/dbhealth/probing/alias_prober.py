@@ -74,6 +74,8 @@ class AliasProber:
         self._retired = False
         # False when the vendor says the open connection must not serve a later probe.
         self._reusable = True
+        # Connection settings the vendor named after the server refused its first ones.
+        self._settings: dict[str, Any] | None = None
 
     def probe(
         self, run: object, deadline_at: float, parts: frozenset[str], progress: Progress
@@ -216,7 +218,9 @@ class AliasProber:
             return self._wrapper
         # Driver timeouts and server-side statement timeouts follow the alias's own deadline,
         # the one deadline every probe of it runs under, whoever asked for the probe.
-        settings = self.vendor_probe.connection_settings(self.target.settings, self.target.deadline)
+        settings = self._settings or self.vendor_probe.connection_settings(
+            self.target.settings, self.target.deadline
+        )
         self._reusable = self.vendor_probe.keep_connection(settings)
         wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.target.alias)
         # Runs of one alias follow each other but not always on the same thread.
@@ -224,7 +228,17 @@ class AliasProber:
         with self._connection_lock:
             self._wrapper = wrapper
         started = time.monotonic()
-        wrapper.ensure_connection()
+        try:
+            wrapper.ensure_connection()
+        except Exception as exc:
+            # A server may refuse a start-up setting (PgBouncer refuses `options`): the vendor
+            # may name settings without it, which this alias's later connections keep.
+            fallback = self.vendor_probe.settings_after_refusal(settings, exc)
+            if fallback is None:
+                raise
+            self._settings = fallback
+            self._discard_connection()
+            return self._connection(deadline_at, progress)
         progress.connect_seconds = time.monotonic() - started
         self.vendor_probe.prepare_connection(wrapper, self.target.deadline)
         return wrapper

@@ -28,6 +28,13 @@ class VendorProbe(ABC):
     def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
         """A copy of the alias's Django settings with driver timeouts and read-only mode added."""
 
+    def settings_after_refusal(
+        self, settings: dict[str, Any], error: BaseException
+    ) -> dict[str, Any] | None:
+        """Settings to connect with instead when the server refused these ones for a start-up
+        setting it does not take, or None (most servers take whatever their driver sends)."""
+        return None
+
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:  # noqa: B027
         """Run once on every new connection, before the first probe query; most need nothing."""
 

@@ -4,9 +4,11 @@ Every view is wrapped by `endpoint`, so the same rules hold wherever the URLs ar
 the dbhealth service or under a prefix of a host project, whatever the host's middleware.
 """
 
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -28,8 +30,8 @@ MAX_ALIAS_PARAMETER = 200
 STATUS_REFRESH_SECONDS = 15
 
 
-class Families:
-    """Ready-made families as a collector."""
+class FamilyList:
+    """Families already built, as a collector (not exposition.families: that builds them)."""
 
     def __init__(self, families) -> None:
         self.families = families
@@ -61,17 +63,29 @@ def open_endpoint(view: View) -> View:
     return never_cache(require_safe(view))
 
 
-def exposition(request: HttpRequest, registry: Combined) -> HttpResponse:
-    body, content_type = encode(registry, request.headers.get("Accept", ""))
+def exposition(headers: Mapping[str, str], registry: Combined) -> HttpResponse:
+    body, content_type = encode(registry, headers.get("Accept", ""))
     return HttpResponse(body, content_type=content_type)
 
 
 @endpoint
 def metrics(request: HttpRequest) -> HttpResponse:
-    """dbhealth's families; the process's default registry (process_*, python_*, django_http_*)
+    return metrics_response(request.headers)
+
+
+@endpoint
+def probe(request: HttpRequest) -> HttpResponse:
+    return probe_response(request.GET, request.headers)
+
+
+def metrics_response(headers: Mapping[str, str]) -> HttpResponse:
+    """The answer of /metrics, for the view and for the service's ASGI scrape path alike
+    (serving/scrape_path.py), so both answer the same.
+
+    dbhealth's families; the process's default registry (process_*, python_*, django_http_*)
     only when dbhealth is a process of its own. Embedded, that registry is the host's, which the
     host exports itself: re-exported here, every series of it would exist twice."""
-    targets, state = current_state(budget=budget_from_headers(request.headers))
+    targets, state = current_state(budget=budget_from_headers(headers))
     sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
     reloads = []
     if reload.config_file() is not None:
@@ -85,15 +99,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "web_config", "web configuration file", live.successful, live.last_success
         )
     if reloads:
-        sources.append(Families(reloads))
+        sources.append(FamilyList(reloads))
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
         sources.append(REGISTRY)
-    return exposition(request, Combined(*sources))
+    return exposition(headers, Combined(*sources))
 
 
-@endpoint
-def probe(request: HttpRequest) -> HttpResponse:
-    aliases = request.GET.getlist("alias")
+def probe_response(query: QueryDict, headers: Mapping[str, str]) -> HttpResponse:
+    """The answer of /probe?alias=..., for the view and the ASGI scrape path alike."""
+    aliases = query.getlist("alias")
     if len(aliases) != 1 or not aliases[0] or len(aliases[0]) > MAX_ALIAS_PARAMETER:
         return plain_error(
             "exactly one alias parameter is required, e.g. /probe?alias=default", 400
@@ -101,9 +115,9 @@ def probe(request: HttpRequest) -> HttpResponse:
     target = target_by_alias(aliases[0])
     if target is None:
         return plain_error("unknown alias: not among the configured databases", 404)
-    targets, state = current_state([target.alias], budget_from_headers(request.headers))
+    targets, state = current_state([target.alias], budget_from_headers(headers))
     return exposition(
-        request,
+        headers,
         Combined(
             StateCollector(targets, state),
             ProjectCollector(targets, state, only_alias=target.alias),

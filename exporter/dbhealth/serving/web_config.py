@@ -87,12 +87,15 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from dbhealth.serving.bcrypt_queue import FairChecks, Verify, client_key
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +181,10 @@ class BasicAuthUsers:
     could be tested offline without that key. It is bounded (CACHE_SIZE pairs, least recently
     used dropped first).
 
-    Checks that miss the cache run one at a time (as the toolkit's bcryptMtx does), so guessing
-    costs at most one core; a cached pair and the bearer token never wait for that lock.
+    Checks that miss the cache run one at a time and are shared fairly between clients
+    (serving/bcrypt_queue.py), so a wrong-password flood from one address neither costs more than
+    one core nor keeps another client's first check waiting for more than one check per client;
+    a cached pair and the bearer token never wait at all.
 
     A user not in the file is checked against a decoy hash with the highest cost in the file, so
     the time of an answer does not tell whether the user exists (exactly so when every user has
@@ -188,7 +193,7 @@ class BasicAuthUsers:
 
     CACHE_SIZE = 64
 
-    def __init__(self, hashes: dict[str, str]) -> None:
+    def __init__(self, hashes: dict[str, str], verify: Verify | None = None) -> None:
         self._hashes = {user: hashed.encode("ascii") for user, hashed in hashes.items()}
         cost = max(int(hashed[4:6]) for hashed in hashes.values())
         # A valid salt of that cost and a random checksum: checking against it costs a full
@@ -198,7 +203,7 @@ class BasicAuthUsers:
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
+        self._checks = FairChecks(verify or _bcrypt_verify)
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -207,33 +212,52 @@ class BasicAuthUsers:
         """The same users with the same hashes (so the same passwords pass)."""
         return self._hashes == other._hashes
 
-    def check(self, user: str, password: str) -> bool:
-        """True when `password` is the password of `user`."""
-        import bcrypt
+    def check(self, user: str, password: str, client: str = "") -> bool:
+        """True when `password` is the password of `user`; waits for a check when needed."""
+        return self.cached(user, password) or self.start_check(user, password, client).result()
 
-        user_bytes, password_bytes = user.encode(), password.encode()
-        key = hmac.new(
-            self._cache_key,
-            len(user_bytes).to_bytes(4, "big") + user_bytes + password_bytes,
-            sha256,
-        ).digest()
+    def cached(self, user: str, password: str) -> bool:
+        """True when this pair passed before (no bcrypt, no waiting)."""
+        key = self._key(user, password)
         with self._cache_lock:
             if key in self._verified:
                 self._verified.move_to_end(key)
                 return True
+        return False
+
+    def start_check(self, user: str, password: str, client: str) -> Future:
+        """The bcrypt check of a pair not cached, queued fairly for `client` (client_key of the
+        address): a future of True when the password is the user's (and then cached)."""
         hashed = self._hashes.get(user)
-        with self._bcrypt_lock:
-            try:
-                matches = bcrypt.checkpw(password_bytes, hashed or self._decoy)
-            except ValueError:  # a password over bcrypt's 72 bytes: never any user's
-                matches = False
-        if not (matches and hashed is not None):
-            return False
-        with self._cache_lock:
-            self._verified[key] = None
-            while len(self._verified) > self.CACHE_SIZE:
-                self._verified.popitem(last=False)
-        return True
+        checked = self._checks.submit(client_key(client), password.encode(), hashed or self._decoy)
+        answer: Future = Future()
+
+        def settle(done: Future) -> None:
+            matches = done.exception() is None and done.result() and hashed is not None
+            if matches:
+                key = self._key(user, password)
+                with self._cache_lock:
+                    self._verified[key] = None
+                    while len(self._verified) > self.CACHE_SIZE:
+                        self._verified.popitem(last=False)
+            answer.set_result(bool(matches))
+
+        checked.add_done_callback(settle)
+        return answer
+
+    def _key(self, user: str, password: str) -> bytes:
+        user_bytes = user.encode()
+        return hmac.new(
+            self._cache_key,
+            len(user_bytes).to_bytes(4, "big") + user_bytes + password.encode(),
+            sha256,
+        ).digest()
+
+
+def _bcrypt_verify(password: bytes, hashed: bytes) -> bool:
+    import bcrypt
+
+    return bcrypt.checkpw(password, hashed)
 
 
 def _salt(cost: int) -> bytes:

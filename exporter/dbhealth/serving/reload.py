@@ -77,12 +77,29 @@ def reload_configuration() -> None:
 
 
 def install_sighup_handler() -> None:
-    """SIGHUP reloads, in a thread of its own: a signal handler must not do the work."""
+    """SIGHUP asks for a reload; one thread (`dbhealth-reload`) does them, one at a time.
 
-    def on_hangup(signum, frame) -> None:
-        threading.Thread(target=reload_quietly, name="dbhealth-reload", daemon=True).start()
+    A signal handler must not do the work, nor start a thread per signal (a storm of signals once
+    started 2,429): it only raises a flag. Signals that arrive while a reload runs are coalesced
+    into one more reload after it, which reads the file as it is by then.
+    """
+    global _reloader
+    if _reloader is None:
+        _reloader = threading.Thread(target=reload_when_asked, name="dbhealth-reload", daemon=True)
+        _reloader.start()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_asked.set())
 
-    signal.signal(signal.SIGHUP, on_hangup)
+
+# Set by SIGHUP, cleared by the reloader when it starts a reload.
+reload_asked = threading.Event()
+_reloader: threading.Thread | None = None
+
+
+def reload_when_asked() -> None:
+    while True:
+        reload_asked.wait()
+        reload_asked.clear()
+        reload_quietly()
 
 
 def reload_quietly() -> None:

@@ -7,6 +7,7 @@ equal, and Django's request path must have run only for the requests the scrape 
 
 import asyncio
 import base64
+import logging
 import re
 import sqlite3
 
@@ -202,3 +203,18 @@ def test_a_security_setting_changes_both_paths_alike(served, django_requests):
     assert ours == theirs
     assert ours[1]["referrer-policy"] == "no-referrer"
     assert "x-content-type-options" not in ours[1]
+
+
+def test_a_flood_of_wrong_tokens_is_one_warning_line(served, caplog, monkeypatch):
+    from dbhealth.serving import auth
+
+    fast, _ = served
+    monkeypatch.setattr(auth, "failed_logins", auth.FailedLogins())
+    with override_settings(DBHEALTH_AUTH_TOKEN="the-token"):
+        for _ in range(50):
+            assert call(fast, "GET", "/metrics", {"Authorization": "Bearer wrong"})[0] == 401
+        assert call(fast, "GET", "/metrics", {})[0] == 401  # no credentials: not a failed login
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.getMessage().split(",")[0] for record in warnings] == [
+        "refused 1 request(s) with a wrong token or password"
+    ]

@@ -10,6 +10,8 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dbhealth.configuration.demo import demo_database
+from dbhealth.exposition.build_info import package_version
 from dbhealth.serving.reload import install_sighup_handler
 from dbhealth.serving.server import DEFAULT_BIND, build_server, parse_bind
 
@@ -29,6 +31,10 @@ class Command(BaseCommand):
     )
     # Run by handle() itself, so that a broken alias is reported without stopping the service.
     requires_system_checks: list[str] = []
+
+    def get_version(self) -> str:
+        """`serve --version`: dbhealth's version (Django's own command would print Django's)."""
+        return f"dbhealth {package_version()}"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -53,6 +59,13 @@ class Command(BaseCommand):
             self.stderr.write(f"dbhealth: {exc}")
             sys.exit(1)
         self.report_checks()
+        demo = demo_database()
+        if demo is not None:
+            logging.getLogger("dbhealth").warning(
+                "no configuration (DBHEALTH_CONFIG is not set): watching only the demo SQLite "
+                'database %s; dbhealth_build_info says demo="true" while this lasts',
+                demo,
+            )
         install_sighup_handler()
         # On SIGINT uvicorn shuts down, then re-raises the signal: no traceback for that.
         with contextlib.suppress(KeyboardInterrupt):

@@ -10,8 +10,6 @@ and need a restart.
 import logging
 import signal
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -20,18 +18,13 @@ from django.core.exceptions import ImproperlyConfigured
 from dbhealth.configuration.targets import load_targets, service_options
 from dbhealth.configuration.toml_file import load_config_file
 from dbhealth.probing.service import probe_service
+from dbhealth.serving.reload_outcome import ReloadOutcome
 
 logger = logging.getLogger("dbhealth")
 
 
-@dataclass
-class ReloadStatus:
-    successful: bool
-    last_success: float  # wall clock: when the configuration in use was loaded
-
-
 # The configuration in use was loaded when the process started.
-status = ReloadStatus(successful=True, last_success=time.time())
+status = ReloadOutcome("config", "configuration file")
 # One reload at a time: SIGHUP and the endpoint may arrive together.
 _reloading = threading.Lock()
 
@@ -51,11 +44,11 @@ def reload_configuration() -> None:
     if path is None:
         raise ReloadUnavailable("no DBHEALTH_CONFIG file to reload: restart to change settings")
     with _reloading:
+        name = f"DBHEALTH_CONFIG {path}"
         try:
             loaded = load_config_file(path)
         except ImproperlyConfigured as exc:
-            status.successful = False
-            logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+            status.failed(name, str(exc), every_time=True)
             raise
         previous = settings.DATABASES, settings.DBHEALTH_DEFAULTS
         settings.DATABASES, settings.DBHEALTH_DEFAULTS = loaded.databases, loaded.defaults
@@ -67,13 +60,10 @@ def reload_configuration() -> None:
             settings.DATABASES, settings.DBHEALTH_DEFAULTS = previous
             load_targets.cache_clear()
             service_options.cache_clear()
-            status.successful = False
-            logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+            status.failed(name, str(exc), every_time=True)
             raise ImproperlyConfigured(str(exc)) from None
         probe_service().reconfigure(targets, options)
-        status.successful = True
-        status.last_success = time.time()
-        logger.info("configuration reloaded from %s: %d aliases", path, len(targets))
+        status.succeeded(name, f"{len(targets)} aliases")
 
 
 def install_sighup_handler() -> None:

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from dbhealth.configuration.targets import load_targets, target_by_alias
 from dbhealth.exposition.encoding import encode
-from dbhealth.exposition.families import StateCollector, reload_families
+from dbhealth.exposition.families import StateCollector
 from dbhealth.exposition.health_rows import build_report
 from dbhealth.exposition.project_families import ProjectCollector
 from dbhealth.probing.service import current_state
@@ -89,15 +89,10 @@ def metrics_response(headers: Mapping[str, str]) -> HttpResponse:
     sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
     reloads = []
     if reload.config_file() is not None:
-        status = reload.status
-        reloads += reload_families(
-            "config", "configuration file", status.successful, status.last_success
-        )
+        reloads += reload.status.families()
     live = web_config.active()
     if live is not None:
-        reloads += reload_families(
-            "web_config", "web configuration file", live.successful, live.last_success
-        )
+        reloads += live.outcome.families()
     if reloads:
         sources.append(FamilyList(reloads))
     if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):

@@ -96,6 +96,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from dbhealth.serving.bcrypt_queue import FairChecks, Verify, client_key
+from dbhealth.serving.reload_outcome import ReloadOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -360,11 +361,9 @@ class LiveWebConfig:
     def __init__(self, config: WebConfig) -> None:
         self.path = config.path
         self.config = config
-        self.successful = True  # the last load succeeded (or none was needed)
-        self.last_success = time.time()  # wall clock: when the configuration in use was loaded
+        self.outcome = ReloadOutcome("web_config", "web configuration file")
         self._files = config.files
         self._pending = ""  # the problem of a load that failed while the files were fresh
-        self._logged = ""  # the problem last logged, while not successful
         self._next_check = time.monotonic() + self.CHECK_INTERVAL
         self._checking = threading.Lock()
 
@@ -408,20 +407,12 @@ class LiveWebConfig:
         old_users, new_users = self.config.users, config.users
         if old_users is not None and new_users is not None and old_users.same_users(new_users):
             config = dataclasses.replace(config, users=old_users)  # keeps its verified cache
-        self.config, self._files, self._pending, self._logged = config, config.files, "", ""
-        self.successful, self.last_success = True, time.time()
-        logger.info("%s %s reloaded: %s", SETTING, self.path, config.summary)
+        self.config, self._files, self._pending = config, config.files, ""
+        self.outcome.succeeded(f"{SETTING} {self.path}", config.summary)
 
     def _failed(self, problem: str) -> None:
         self._pending = ""
-        if self.successful or problem != self._logged:
-            logger.error(
-                "%s %s not reloaded, the last good configuration stays in use: %s",
-                SETTING,
-                self.path,
-                problem,
-            )
-        self.successful, self._logged = False, problem
+        self.outcome.failed(f"{SETTING} {self.path}", problem, every_time=False)
 
 
 class ReloadingContext(ssl.SSLContext):
@@ -465,8 +456,7 @@ def activate(config: WebConfig | None) -> None:
 
 
 def active() -> LiveWebConfig | None:
-    """The service's web configuration and the state of its reloads (successful,
-    last_success), None for none."""
+    """The service's web configuration and the outcome of its reloads, None for none."""
     return _active
 
 

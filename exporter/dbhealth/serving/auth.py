@@ -11,7 +11,10 @@ only in that service: where a host includes dbhealth.urls, the token settings ar
 Every exporter view enforces it itself (`token_required`), so the endpoints are protected wherever
 a host includes dbhealth.urls, whatever its MIDDLEWARE says. The dbhealth service also keeps
 EndpointAuthMiddleware: built at start-up, it makes a bad token file stop the server before it
-answers anything, and it guards the service's other paths (404s) as before.
+answers anything, and it guards the service's other paths (404s) as before. The service's scrape
+path (serving/scrape_path.py) asks the same `decide` without Django, and awaits a password check
+instead of holding a thread for it. Password checks are queued fairly per client address
+(serving/bcrypt_queue.py); refusals of wrong credentials are logged at most once a minute.
 """
 
 import asyncio

@@ -132,7 +132,7 @@ def measure(source: Path, label: str, guessers: int, user_count: int) -> None:
             f"{label}: {guessers} guessing threads from 127.0.0.1 ({rate:.0f} answers/s); "
             f"first scrapes from 127.0.0.2: median {statistics.median(seconds) * 1000:.0f} ms, "
             f"max {max(seconds) * 1000:.0f} ms, statuses {[status for _, status in firsts]}; "
-            f"a wrong password from the flood's address: median "
+            f"first scrapes from the flood's own address: median "
             f"{statistics.median(s for s, _ in shared) * 1000:.0f} ms, "
             f"statuses {[status for _, status in shared]}",
             flush=True,

@@ -128,7 +128,7 @@ def decide(authorization: str, client: str) -> str | Future | None:
     answer: Future = Future()
 
     def settle(check: Future) -> None:
-        passed = check.result()
+        passed = check.exception() is None and check.result()
         answer.set_result(None if passed else failed_login(challenge, client, presented))
 
     users.start_check(*presented.credentials, client).add_done_callback(settle)

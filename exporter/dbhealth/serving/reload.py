@@ -89,7 +89,10 @@ def reload_when_asked() -> None:
     while True:
         reload_asked.wait()
         reload_asked.clear()
-        reload_quietly()
+        try:
+            reload_quietly()
+        except Exception:  # the reloader must outlive any failure, or SIGHUP stops working
+            logger.exception("reload on SIGHUP failed; the old configuration stays in use")
 
 
 def reload_quietly() -> None:

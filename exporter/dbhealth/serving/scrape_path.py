@@ -41,8 +41,9 @@ from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCON
 logger = logging.getLogger("dbhealth")
 
 # Scrapes rendered at once; more wait for a thread. A scrape waits for probes at most its budget,
-# so this many Prometheus servers (or HA pairs' halves) scrape side by side without queueing.
-SCRAPE_THREADS = 16
+# and a /probe job scrapes every alias at the same moment, so this is as many as a large fleet's
+# /probe scrapes; idle threads are reused, so steady scraping keeps only a handful.
+SCRAPE_THREADS = 256
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]  # Django's own, for DEBUG with no ALLOWED_HOSTS
 
@@ -64,6 +65,8 @@ class ScrapePath:
 
     async def __call__(self, scope, receive, send) -> None:
         answer = ANSWERS.get(scope["path"]) if scope["type"] == "http" else None
+        if scope.get("root_path"):  # mounted under a prefix: Django resolves what that means
+            answer = None
         if answer is None or scope["method"] not in SAFE_METHODS or not answers_as_django():
             return await self.app(scope, receive, send)
         headers = request_headers(scope["headers"])

@@ -42,12 +42,16 @@ def command(entry: str, address: str) -> list[str]:
     host, _, port = address.rpartition(":")
     if entry == "asgi":
         server = ["uvicorn", "dbhealth.asgi:application", "--host", host, "--port", port]
-    else:
+    elif entry == "wsgi":
         server = ["gunicorn", "dbhealth.wsgi", "-b", address, "--workers", "1"]
+    else:  # Django's development server loads WSGI_APPLICATION, dbhealth.wsgi
+        return [sys.executable, "manage.py", "runserver", "--noreload", address]
     return [sys.executable, "-m", *server]
 
 
 def environment(tmp_path: Path, web: Path) -> dict[str, str]:
+    # runserver checks migrations on the demo database before serving: its directory must exist.
+    (tmp_path / "data").mkdir(exist_ok=True)
     return {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -62,7 +66,7 @@ def basic(password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-@pytest.mark.parametrize("entry", ["serve", "asgi", "wsgi"])
+@pytest.mark.parametrize("entry", ["serve", "asgi", "wsgi", "runserver"])
 def test_every_entry_point_asks_for_the_web_configurations_users(tmp_path, entry):
     web = web_config_file(tmp_path)
     env = environment(tmp_path, web)
@@ -85,7 +89,7 @@ def test_every_entry_point_asks_for_the_web_configurations_users(tmp_path, entry
             assert response.headers["X-Frame-Options"] == "deny"
 
 
-@pytest.mark.parametrize("entry", ["asgi", "wsgi"])
+@pytest.mark.parametrize("entry", ["asgi", "wsgi", "runserver"])
 def test_an_entry_point_that_cannot_serve_tls_refuses_to_start(tmp_path, entry):
     web = web_config_file(tmp_path, tls=True)
     address = f"127.0.0.1:{free_port()}"

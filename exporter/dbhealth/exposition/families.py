@@ -78,7 +78,8 @@ class StateCollector:
         labels = build_labels()
         build = gauge(
             "dbhealth_build_info",
-            "dbhealth's version and revision, and the Python and Django it runs on; always 1.",
+            'dbhealth\'s version and revision, the Python and Django it runs on, and demo="true" '
+            "when it watches only its demo database (no configuration); always 1.",
             labels=list(labels),
         )
         build.add_metric(list(labels.values()), 1)

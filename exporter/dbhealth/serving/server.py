@@ -33,6 +33,7 @@ from django.urls import clear_url_caches
 from dbhealth.configuration.environment import env_seconds
 from dbhealth.serving import web_config
 from dbhealth.serving.http_protocol import REQUEST_HEAD_TIMEOUT_SECONDS, with_head_timeout
+from dbhealth.serving.scrape_path import ScrapePath
 from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 # Longer than Prometheus's default scrape interval (1 m): the connection one scrape used is still
@@ -196,15 +197,9 @@ def client_connection_limit() -> int:
 def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
     """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
     (an unusable token file or web configuration file, for two) before anything is bound."""
-    from django.core.asgi import get_asgi_application
-
     web = web_config.configured_web_config()
     head_timeout = env_seconds(HEAD_TIMEOUT_SETTING, default=REQUEST_HEAD_TIMEOUT_SECONDS)
-    apply_service_settings()
-    web_config.activate(web)
-    application = RequestHeadLimit(get_asgi_application())
-    if web is not None:  # headers may come with a later version of the file
-        application = ResponseHeaders(application)
+    application = service_application(web)
     tls = web.tls if web is not None else None
     if web is not None:
         logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
@@ -235,6 +230,20 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         ssl_context_factory=None if tls is None else prebuilt_context(web_config.serving_context()),
     )
     return uvicorn.Server(config)
+
+
+def service_application(web: web_config.WebConfig | None):
+    """dbhealth's ASGI application as every entry point serves it (serve, dbhealth.asgi): the
+    service's URLs and middleware, the web configuration's users and headers in force, and
+    /metrics and /probe on the scrape path (serving/scrape_path.py) in front of Django."""
+    from django.core.asgi import get_asgi_application
+
+    apply_service_settings()
+    web_config.activate(web)
+    application = RequestHeadLimit(ScrapePath(get_asgi_application()))
+    if web is not None:  # headers may come with a later version of the file
+        application = ResponseHeaders(application)
+    return application
 
 
 def prebuilt_context(context: ssl.SSLContext):

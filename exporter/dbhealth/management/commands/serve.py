@@ -10,6 +10,8 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dbhealth.configuration.demo import demo_database
+from dbhealth.exposition.build_info import package_version
 from dbhealth.serving.reload import install_sighup_handler
 from dbhealth.serving.service_settings import DEFAULT_BIND, server_problem
 
@@ -26,6 +28,10 @@ class Command(BaseCommand):
     )
     # Run by handle() itself: the host's checks on its own settings, before the service's swap.
     requires_system_checks: list[str] = []
+
+    def get_version(self) -> str:
+        """`serve --version`: dbhealth's version (Django's own command would print Django's)."""
+        return f"dbhealth {package_version()}"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -61,6 +67,13 @@ class Command(BaseCommand):
             sys.exit(1)
         # Then what the swap brought in: the service's own URLconf.
         self.report_checks(checks.run_checks(tags=[checks.Tags.urls], databases=[]))
+        demo = demo_database()
+        if demo is not None:
+            logging.getLogger("dbhealth").warning(
+                "no configuration (DBHEALTH_CONFIG is not set): watching only the demo SQLite "
+                'database %s; dbhealth_build_info says demo="true" while this lasts',
+                demo,
+            )
         install_sighup_handler()
         # On SIGINT uvicorn shuts down, then re-raises the signal: no traceback for that.
         with contextlib.suppress(KeyboardInterrupt):

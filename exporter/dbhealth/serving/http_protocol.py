@@ -306,6 +306,9 @@ class GuardedProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        # uvicorn cancels the keep-alive timer only for a clean close: a TLS connection lost with
+        # an error (no close_notify) would stay in memory, held by its timer, for 75 s.
+        self._unset_keepalive_if_required()
         if self.transport is not None:  # else the TCP connection was closed before TLS began
             super().connection_lost(exc)
 
@@ -319,8 +322,7 @@ class GuardedProtocol(H11Protocol):
         self._cancel_deadline()
         if self in self.table.open:
             self.table.release(self)
-            if self.tls_context is not None:
-                heap.release_soon(self.loop)
+            heap.release_soon(self.loop)
 
     def _arm_deadline(self) -> None:
         if self._deadline is None:

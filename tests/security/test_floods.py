@@ -288,3 +288,33 @@ def test_tls_handshakes_count_against_the_limit(tmp_path):
         assert waiting(flood[-1])
         status, _ = served.get("/metrics")
         assert status == 200
+
+
+# Clients that stop reading
+
+
+def test_a_client_that_stops_reading_its_answers_is_closed_at_the_request_deadline(tmp_path):
+    """Pipelined scrapes whose answers are never read: the buffers fill and the server's writes
+    stall. Such a connection is being answered, which room is never made from, so it needs a
+    deadline of its own."""
+    env = service_env(tmp_path, DBHEALTH_REQUEST_HEAD_TIMEOUT="1.5")
+    with serve(env, tmp_path / "service.log", "/livez") as served, connect(served) as sock:
+        # 1,300 answers of ~25 KiB: far more than the socket buffers hold; 58 KiB of requests.
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1300)
+        wait_for(
+            lambda: log_lines(served, "stopped reading its answer"),
+            "a connection that reads nothing was never closed",
+        )
+
+
+def test_requests_pipelined_far_ahead_of_their_answers_close_the_connection(service):
+    requests = REQUEST * (2**20 // len(REQUEST))  # 1 MiB of them, sent at once
+    with connect(service) as sock:
+        with contextlib.suppress(ConnectionError):  # closed while still sending
+            sock.sendall(requests)
+        answers = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := sock.recv(65536):
+                answers += chunk
+    assert answers.count(b"HTTP/1.1 200") < requests.count(b"GET ")
+    assert log_lines(service, "ahead of answers")

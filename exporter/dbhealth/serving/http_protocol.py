@@ -19,6 +19,9 @@ and the defences are:
 - no request bodies: no endpoint takes one, so a request announcing one (Content-Length above 0,
   or any Transfer-Encoding) is answered 413 and its connection closed before a byte of it is
   read;
+- a client that stops reading a response it asked for has the same deadline to read again, and
+  one may send at most MAX_PIPELINED_BYTES of requests ahead of their answers (uvicorn would
+  read on and keep any amount in memory);
 - an idle timeout between requests: KEEP_ALIVE_SECONDS while the service is quiet, and only
   BUSY_KEEP_ALIVE_SECONDS once open connections reach half the limit;
 - at the limit, a new connection is made room for: the connection waiting longest is closed
@@ -63,6 +66,8 @@ BUSY_SHARE = 0.5
 # Bytes read from a TLS connection at once: one TLS record (16 KiB) and its overhead. Requests
 # are small; asyncio's default, 256 KiB, is allocated and zeroed for every connection accepted.
 TLS_READ_BUFFER_BYTES = 17 * 1024
+# Requests a client may send ahead of the answers to its earlier ones.
+MAX_PIPELINED_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class GuardedProtocol(H11Protocol):
     client_address = ""
     _tcp: asyncio.Transport | None = None  # the TCP connection (under TLS, if any)
     _deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -252,12 +258,28 @@ class GuardedProtocol(H11Protocol):
             self._forget()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is not h11.IDLE and self._pipelined_too_far(data):
+            return
         if self.conn.their_state is h11.IDLE:
             # Bytes of a request: from the first of a kept-alive connection's next request, it
             # has the request deadline to come whole.
             self._arm_deadline()
             self.table.set_receiving(self)
         super().data_received(data)
+
+    def _pipelined_too_far(self, data: bytes) -> bool:
+        """Requests sent ahead of their answers are kept in memory until their turn (uvicorn reads
+        on whenever a request is answered), so a client could pile up any amount: past
+        MAX_PIPELINED_BYTES its connection is closed. Clients rarely pipeline at all."""
+        if len(self.conn.trailing_data[0]) + len(data) <= MAX_PIPELINED_BYTES:
+            return False
+        logger.warning(
+            "closed a connection from %s that sent over %d bytes of requests ahead of answers",
+            self.client_address,
+            MAX_PIPELINED_BYTES,
+        )
+        self.close_connection()
+        return True
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -299,6 +321,32 @@ class GuardedProtocol(H11Protocol):
             self.timeout_keep_alive = limits.busy_idle_timeout if busy else limits.idle_timeout
         super().on_response_complete()
 
+    def pause_writing(self) -> None:
+        # The client stopped reading a response: it has the request deadline to start again,
+        # else it would keep its slot (a connection being answered is never closed for room).
+        super().pause_writing()
+        if self._write_deadline is None:
+            timeout = self.table.limits.request_timeout
+            self._write_deadline = self.loop.call_later(timeout, self._write_stalled)
+
+    def _write_stalled(self) -> None:
+        self._write_deadline = None
+        logger.warning(
+            "closed a connection from %s that stopped reading its answer for %g s",
+            self.client_address,
+            self.table.limits.request_timeout,
+        )
+        self.close_connection()
+
+    def resume_writing(self) -> None:
+        self._cancel_write_deadline()
+        super().resume_writing()
+
+    def _cancel_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
     def timeout_keep_alive_handler(self) -> None:
         # The TCP connection, not TLS's: a client that never answers close_notify would keep
         # its slot for the TLS shutdown timeout.
@@ -313,13 +361,16 @@ class GuardedProtocol(H11Protocol):
             super().connection_lost(exc)
 
     def close_connection(self) -> None:
-        """Close the connection at once (to make room, or past its deadline)."""
+        """Close the connection at once (to make room, or past a deadline), dropping anything not
+        yet sent: close() would wait for a client that does not read to take it first, keeping
+        the descriptor (and, under TLS, skipping close_notify is no loss to such a client)."""
         self._forget()
-        if self._tcp is not None and not self._tcp.is_closing():
-            self._tcp.close()
+        if self._tcp is not None:
+            self._tcp.abort()
 
     def _forget(self) -> None:
         self._cancel_deadline()
+        self._cancel_write_deadline()
         if self in self.table.open:
             self.table.release(self)
             heap.release_soon(self.loop)

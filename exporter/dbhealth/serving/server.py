@@ -60,9 +60,13 @@ PER_CLIENT_SHARE = 0.25
 # Connections waiting to be accepted, and so the most the event loop accepts in one go (asyncio
 # accepts up to the backlog at once, before it can close any beyond the limit).
 ACCEPT_BACKLOG = 128
-# File descriptors kept for everything but client connections: one accept burst, database
+# File descriptors kept for everything but client connections: accept bursts, database
 # connections (at most max_connections_per_server per server), log files, the interpreter's own.
-RESERVED_FILES = ACCEPT_BACKLOG + 128
+# A connection accepted in one turn of the event loop is closed (if it must be) two turns later,
+# when its protocol has been made, and its descriptor freed in the turn after: under a flood three
+# bursts more are accepted meanwhile (measured: "Too many open files" with one burst kept).
+ACCEPT_BURSTS_IN_FLIGHT = 4
+RESERVED_FILES = ACCEPT_BURSTS_IN_FLIGHT * ACCEPT_BACKLOG + 128
 # On SIGTERM, requests in flight get this long to finish (a scrape ends within its budget).
 GRACEFUL_SHUTDOWN_SECONDS = 15
 

@@ -51,7 +51,7 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path):
 
 
 def test_a_flood_of_connections_leaves_descriptors_for_the_databases(tmp_path):
-    soft = 400
+    soft = RESERVED_FILES + 150
     limit = soft - RESERVED_FILES
     assert limit < MAX_CONNECTIONS
     with serve_with_open_file_limit(tmp_path, soft, soft) as served, ExitStack() as stack:

@@ -143,6 +143,19 @@ def test_slow_bodies_keep_no_slot(service):
     assert len(log_lines(service, "announcing a body")) == 1  # for the flood, not per request
 
 
+def test_a_flood_of_bad_requests_writes_a_line_per_reason(service):
+    with connect(service) as sock:
+        for number in range(50):
+            sock.sendall(f"GET /nowhere-{number} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert one_response(sock).startswith(b"HTTP/1.1 404")
+    for _ in range(50):
+        with connect(service) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert closed_by_server(sock)
+    assert len(log_lines(service, "Not Found")) == 1
+    assert len(log_lines(service, "Invalid HTTP request")) == 1
+
+
 # Kept-alive connections and the limit
 
 

@@ -2,7 +2,7 @@
 
 A flood of refused requests or connections logged a line each (83,518 lines in one measured
 flood): the log of the one event buried everything else and cost the disk. WarningThrottle is a
-logging filter on the loggers that say what happens to clients (uvicorn's and http_protocol's):
+logging filter on the loggers that say what happens to clients (THROTTLED_LOGGERS):
 the first WARNING of a reason (its format string, so every client address is the same reason)
 passes; the next ones within INTERVAL_SECONDS are counted, not written; when the interval ends
 one line says how many there were, with the last one's text. Other levels pass untouched.
@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 
 INTERVAL_SECONDS = 60.0
-THROTTLED_LOGGERS = ("uvicorn.error", "dbhealth.serving.http_protocol")
+# uvicorn's (invalid requests), http_protocol's (connections closed or refused) and Django's
+# request logger (a WARNING per 4xx answer: a flood of 404s would write a line each).
+THROTTLED_LOGGERS = ("uvicorn.error", "dbhealth.serving.http_protocol", "django.request")
 
 
 @dataclass

@@ -196,6 +196,20 @@ def test_kept_alive_connections_time_out_soon_once_the_service_is_busy(tmp_path)
                 sock.close()
 
 
+def test_heads_trickling_in_do_not_keep_scrapes_away(tmp_path):
+    # A request deadline longer than the test: only making room can close them.
+    env = service_env(tmp_path, DBHEALTH_REQUEST_HEAD_TIMEOUT="600")
+    with serve(env, tmp_path / "service.log", "/livez") as served, contextlib.ExitStack() as stack:
+        slow = []
+        for _ in range(LIMIT):
+            sock = stack.enter_context(connect(served))
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n")
+            slow.append(sock)
+        statuses = [scrape(served) for _ in range(10)]
+        assert statuses.count(200) >= 8, statuses
+        assert closed_by_server(slow[0])  # the one receiving longest went first
+
+
 class ReconnectingIdleFlood:
     """`count` connections that never send a byte, each opened again as soon as the server closes
     it, from a background thread for at most `max_seconds`."""

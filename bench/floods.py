@@ -17,14 +17,17 @@ the WARNING lines the service wrote meanwhile.
 Then TLS (a self-signed certificate, DBHEALTH_CONNECTIONS_PER_CLIENT=1000 so that one address
 may hold all 1,000): the service's RSS before, with 1,000 TCP connections that never send a
 ClientHello, and after they are closed, for `--tls-rounds` rounds; and with 1,000 completed TLS
-connections kept alive after a request. Figures only, no assertions; loopback only; bounded in
-time (each flood phase stops after its scrapes, at most `--scrapes` x 11 s).
+connections kept alive after a request; and scrapes over TLS under a flood of `--connections`
+handshakes that never start, refilled as the server closes them. Figures only, no assertions;
+loopback only; bounded in time (each flood phase stops after its scrapes, at most `--scrapes` x
+11 s).
 
     .venv/bin/python -m bench.floods [--connections 999] [--scrapes 10] [--skip tls]
 """
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -38,7 +41,7 @@ import time
 from pathlib import Path
 
 from bench.contenders import REPO, Contender
-from bench.scrape import scrape_once
+from bench.scrape import ACCEPT, scrape_once
 from tests.serving import waiting
 from tests.support.ports import free_port
 from tests.support.process import make_tempdir
@@ -126,12 +129,16 @@ class Flood:
             self._fill()
 
 
-def scrapes(port: int, count: int) -> dict:
+def scrapes(port: int, count: int, client: ssl.SSLContext | None = None) -> dict:
+    """`count` scrapes a second apart, over TLS with `client`; each must be 200 in time."""
     statuses, seconds, errors = [], [], []
     for _ in range(count):
         time.sleep(1.0)
         try:
-            elapsed, _, _ = scrape_once(port, CLIENT_TIMEOUT)
+            if client is None:
+                elapsed, _, _ = scrape_once(port, CLIENT_TIMEOUT)
+            else:
+                elapsed = https_scrape(port, client)
         except Exception as exc:
             statuses.append("failed")
             errors.append(f"{type(exc).__name__}: {exc}"[:100])
@@ -193,6 +200,13 @@ def tls_phase(workdir: Path, args: argparse.Namespace) -> dict:
             https_livez(contender.port, client)
         time.sleep(2)
         result: dict = {"rss_mib_start": rss_mib(contender), "abandoned_handshakes": []}
+        log(f"TLS: scrapes under {args.connections} handshakes that never start, refilled")
+        with Flood(contender.port, "idle", args.connections) as flood:
+            result["handshake_flood"] = scrapes(contender.port, args.scrapes, client)
+            result["handshake_flood"]["rss_mib_during"] = rss_mib(contender)
+            result["handshake_flood"]["closed_by_server"] = flood.closed_by_server
+        time.sleep(3)
+        result["rss_mib_after_handshake_flood"] = rss_mib(contender)
         for _ in range(args.tls_rounds):
             before = rss_mib(contender)
             sockets = [
@@ -232,6 +246,22 @@ def tls_phase(workdir: Path, args: argparse.Namespace) -> dict:
         return result
     finally:
         contender.stop()
+
+
+def https_scrape(port: int, client: ssl.SSLContext) -> float:
+    started = time.perf_counter()
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", port, timeout=CLIENT_TIMEOUT, context=client
+    )
+    try:
+        connection.request("GET", "/metrics", headers={"Accept": ACCEPT})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+    finally:
+        connection.close()
+    return time.perf_counter() - started
 
 
 def https_ready(port: int, client: ssl.SSLContext) -> None:

@@ -11,15 +11,13 @@ this does nothing.
 
 import asyncio
 import ctypes
-import ctypes.util
 
 RELEASE_DELAY_SECONDS = 1.0
 
 
 def _malloc_trim():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the interpreter runs on
     except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]

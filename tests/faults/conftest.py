@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.fleet import DEADLINE, Fleet, healthy_databases
+from tests.faults.fleet import DEADLINE, Fleet, healthy_databases, wait_for_probe_threads
 from tests.support.mariadb import MariaDBServer
 from tests.support.pgbouncer import PgBouncerServer
 from tests.support.postgres import PostgresServer
@@ -28,6 +28,9 @@ def make_fleet(
         extra: dict[str, dict[str, Any]] | None = None,
         **options: Any,
     ) -> Fleet:
+        # Threads of an earlier test's probe pool end within a second: counted before, they
+        # would look like threads this fleet ended.
+        wait_for_probe_threads()
         databases = {
             **healthy_databases(postgres, mariadb, fleet_directory),
             faulted: entry,

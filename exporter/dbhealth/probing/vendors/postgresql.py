@@ -184,6 +184,10 @@ ORDER BY top.ratio, top.label
 # Measuring a table's size costs system calls on its files (70 ms for 1,000 tables, measured:
 # bench/maintenance_cost.py), so the largest are picked among twice as many candidates by the
 # planner's page count (pg_class.relpages, kept by VACUUM and ANALYZE), then measured.
+# Measuring opens the table and its indexes with ACCESS SHARE locks: a table with an ACCESS
+# EXCLUSIVE lock held or asked for (ALTER TABLE, TRUNCATE, VACUUM FULL, LOCK TABLE) would make the
+# read wait behind it until the deadline, losing every part of the probe. Such a table is not
+# measured that time (pg_locks needs no privilege): it is left out of the largest, not waited on.
 MAINTENANCE_QUERY = """
 WITH t AS (
     SELECT s.relid,
@@ -199,8 +203,20 @@ WITH t AS (
 ), candidates AS (
     SELECT t.relid, t.label FROM t JOIN pg_class AS c ON c.oid = t.relid
     ORDER BY c.relpages DESC, t.label LIMIT %s
+), locked AS (
+    SELECT DISTINCT relation FROM pg_locks
+    WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ), sized AS (
-    SELECT relid, label, pg_total_relation_size(relid)::float8 AS size FROM candidates
+    SELECT relid, label,
+           CASE WHEN EXISTS (
+                    SELECT 1 FROM locked
+                    WHERE relation = relid
+                       OR relation = (SELECT reltoastrelid FROM pg_class WHERE oid = relid)
+                       OR relation IN (SELECT indexrelid FROM pg_index WHERE indrelid = relid))
+                THEN NULL
+                ELSE pg_total_relation_size(relid)::float8 END AS size
+    FROM candidates
 ), large AS (
     SELECT relid, size FROM sized WHERE size IS NOT NULL ORDER BY size DESC, label LIMIT %s
 )

@@ -100,6 +100,31 @@ def test_postgresql_dead_rows_vacuum_and_size(postgres, maintenance_db, make_har
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_postgresql_maintenance_never_waits_behind_an_exclusive_lock(
+    postgres, maintenance_db, make_harness
+):
+    """Measuring a table takes an ACCESS SHARE lock: behind an ACCESS EXCLUSIVE one it would wait
+    until the deadline and cost the probe every part it had read. The locked table goes
+    unmeasured that time; the rest is read."""
+    db = maintenance_db
+    postgres.sql(
+        "CREATE TABLE busy (id int); CREATE TABLE calm (id int); INSERT INTO calm VALUES (1)",
+        dbname=db,
+    )
+    holder = postgres.connect(db)
+    try:
+        holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        settings = postgres.django_settings(db, "monitor", postgres.monitor_password)
+        harness = make_harness({"app": settings}, refresh_interval=0.0, table_top_n=5)
+        harness.round()
+        alias = harness.alias("app")
+        assert alias.up and alias.failing_parts == {}, alias.failing_parts
+        sizes = table_samples(harness, "dbhealth_table_size_bytes")
+        assert "calm" in sizes and "busy" not in sizes
+    finally:
+        holder.close()
+
+
 def test_postgresql_maintenance_is_read_once_per_refresh_interval(
     postgres, maintenance_db, make_harness
 ):

@@ -69,6 +69,7 @@ def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
         refresh_interval: float = 60.0,
         min_interval: float = 0.0,
         max_connections_per_server: int = 16,
+        rotation_interval: float = 30.0,
         **alias_options: Any,
     ) -> Harness:
         targets = tuple(
@@ -79,6 +80,7 @@ def make_harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
             min_interval=min_interval,
             scrape_timeout_margin=0.5,
             max_connections_per_server=max_connections_per_server,
+            rotation_interval=rotation_interval,
         )
         harness = Harness(targets=targets, service=ProbeService(targets, options))
         harnesses.append(harness)

@@ -1,6 +1,7 @@
 """Fault tests: a Fleet factory over the session servers plus one alias under test."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.faults.fleet import DEADLINE, Fleet, healthy_databases
 from tests.support.mariadb import MariaDBServer
+from tests.support.pgbouncer import PgBouncerServer
 from tests.support.postgres import PostgresServer
 
 
@@ -35,3 +37,14 @@ def make_fleet(
         return Fleet(harness=harness, faulted=faulted, postgres=postgres, mariadb=mariadb)
 
     return make
+
+
+@pytest.fixture
+def make_pgbouncer(postgres: PostgresServer) -> Iterator[Callable[..., PgBouncerServer]]:
+    """Factory for PgBouncers in front of the session primary, stopped after the test."""
+    with ExitStack() as stack:
+
+        def make(pool_mode: str, pool_size: int = 10) -> PgBouncerServer:
+            return stack.enter_context(PgBouncerServer(postgres, pool_mode, pool_size=pool_size))
+
+        yield make

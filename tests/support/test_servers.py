@@ -4,6 +4,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,20 @@ import MySQLdb
 import psycopg
 import pytest
 
+from . import process as process_module
 from .mariadb import MariaDBServer
 from .ports import free_port
 from .postgres import PostgresReplica, PostgresServer
-from .process import OWNER_FILE, TEMPDIR_PREFIX, alive, make_tempdir, sweep_stale, wait_until
+from .process import (
+    OWNER_FILE,
+    TEMPDIR_PREFIX,
+    ServerError,
+    ServerProcess,
+    alive,
+    make_tempdir,
+    sweep_stale,
+    wait_until,
+)
 from .prometheus import PrometheusServer
 
 
@@ -228,3 +239,38 @@ def test_sweep_kills_and_deletes_leftovers_of_dead_runs(tmp_path: Path) -> None:
     finally:
         orphan.kill()
         shutil.rmtree(mine)
+
+
+class ShutdownIgnoringServer(ServerProcess):
+    """Listens, and ignores SIGTERM: a server kept alive by what a test left behind."""
+
+    name = "stubborn"
+
+    def _command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "import signal, socket, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"s = socket.create_server(('127.0.0.1', {self.port}))\n"
+            "time.sleep(600)\n",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+
+def test_a_server_ignoring_its_shutdown_fails_the_teardown(monkeypatch) -> None:
+    monkeypatch.setattr(process_module, "STOP_TIMEOUT", 1.0)
+    server = ShutdownIgnoringServer(prefix="dbhealth-stubborn-", user=None)
+    server.start()
+    pid = server.pids()[0]
+    with pytest.raises(ServerError, match="ignored the shutdown"):
+        server.close()
+    # Killed and cleaned up all the same.
+    assert wait_until(lambda: not alive(pid), timeout=10)
+    assert not server.tmpdir.exists()

@@ -61,8 +61,10 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "statement_text_length": 200,
     "scrape_timeout_margin": 0.5,
     "max_connections_per_server": 16,
+    "rotation_interval": 30.0,
     "id_headroom_top_n": 10,
     "integrity_interval": 3600.0,
+    "table_top_n": 10,
 }
 # Per-alias options that become Target fields, with the defaults of those not in GLOBAL_DEFAULTS.
 TARGET_OPTION_KEYS = {
@@ -74,6 +76,7 @@ TARGET_OPTION_KEYS = {
     "migrations",
     "id_headroom_top_n",
     "integrity_interval",
+    "table_top_n",
 }
 TARGET_DEFAULTS: dict[str, Any] = {"replica": False, "migrations": True}
 # Monitoring credentials replacing the application's USER and PASSWORD for the probe.
@@ -89,8 +92,10 @@ VALIDATORS = {
     "statement_text_length": whole_number,
     "scrape_timeout_margin": non_negative_number,
     "max_connections_per_server": positive_whole_number,
+    "rotation_interval": positive_number,
     "id_headroom_top_n": whole_number,
     "integrity_interval": positive_number,
+    "table_top_n": whole_number,
     "replica": boolean,
     "migrations": boolean,
     "user": text,

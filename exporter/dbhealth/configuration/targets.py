@@ -7,12 +7,14 @@ of an exception, so the other aliases are still probed.
 import copy
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePath
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.utils import load_backend
 
@@ -27,6 +29,7 @@ from dbhealth.configuration.options import (
     positive_whole_number,
     validated,
 )
+from dbhealth.configuration.queries import CustomQuery, queries_for
 
 PLACEHOLDER_ENGINES = {"", "django.db.backends.dummy"}
 # What to install when Django's own backend cannot import its driver.
@@ -70,6 +73,8 @@ class Target:
     statement_top_n: int
     id_headroom_top_n: int
     integrity_interval: float
+    # Tables per maintenance signal (the most dead rows, the largest).
+    table_top_n: int
     statement_text_length: int
     replica: bool
     # False for an alias nobody migrates: its pending migrations are not read.
@@ -78,6 +83,8 @@ class Target:
     port: str
     database: str
     problem: str | None = None
+    # The custom queries that run on this alias (dbhealth.configuration.queries).
+    queries: tuple[CustomQuery, ...] = ()
     # The Django settings entry, secrets included: never rendered anywhere.
     settings: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -88,6 +95,10 @@ class ServiceOptions:
     min_interval: float
     scrape_timeout_margin: float
     max_connections_per_server: int
+    # How often aliases beyond their server's kept connections are probed, stalest first.
+    rotation_interval: float = 30.0
+    # Servers whose databases are discovered: each needs one connection for the listing.
+    listed_servers: tuple[tuple[str, ...], ...] = ()
 
 
 def global_options() -> dict[str, Any]:
@@ -107,11 +118,56 @@ def service_options() -> ServiceOptions:
         max_connections_per_server=positive_whole_number(
             options["max_connections_per_server"], "max_connections_per_server"
         ),
+        rotation_interval=positive_number(options["rotation_interval"], "rotation_interval"),
+        listed_servers=tuple(spec.server for spec in discovery_specs() if spec.vendor != "sqlite"),
     )
 
 
-@cache
+# The most aliases one service probes, configured and discovered together. Beyond it scrapes no
+# longer fit a 10 s scrape timeout on a small machine (docs/scaling.md): shard instead.
+MAX_ALIASES = 2000
+
+
 def load_targets() -> tuple[Target, ...]:
+    """The configured aliases, then the discovered ones (configuration/discovery)."""
+    configured = configured_targets()
+    if not discovery_specs():
+        return configured
+    if _discovery_start is not None:
+        _discovery_start()
+    return configured + _discovered
+
+
+def _clear_target_caches() -> None:
+    configured_targets.cache_clear()
+    discovery_specs.cache_clear()
+
+
+# Settings changed (reload, tests): callers clear what load_targets() is built from.
+load_targets.cache_clear = _clear_target_caches  # type: ignore[attr-defined]
+
+# Set by the probing side: starts discovery on first use (so /sd lists discovered aliases before
+# any scrape); and the aliases it found, replaced whole by each listing.
+_discovery_start: Callable[[], None] | None = None
+_discovered: tuple[Target, ...] = ()
+
+
+def publish_discovered(targets: tuple[Target, ...]) -> None:
+    global _discovered
+    _discovered = targets
+
+
+def discovered_targets() -> tuple[Target, ...]:
+    return _discovered
+
+
+def on_discovery_use(start: Callable[[], None]) -> None:
+    global _discovery_start
+    _discovery_start = start
+
+
+@cache
+def configured_targets() -> tuple[Target, ...]:
     wanted = getattr(settings, "DBHEALTH_ALIASES", None)
     databases = settings.DATABASES
     aliases = [alias for alias in databases if wanted is None or alias in wanted]
@@ -122,7 +178,144 @@ def load_targets() -> tuple[Target, ...]:
         if entry.get("ENGINE", "") in PLACEHOLDER_ENGINES and "DBHEALTH" not in entry:
             continue
         targets.append(build_target(alias, entry, extra_options.get(alias, {})))
+    if len(targets) > MAX_ALIASES:
+        raise ImproperlyConfigured(
+            f"{len(targets)} aliases configured; one dbhealth service probes at most "
+            f"{MAX_ALIASES}: split them between services (docs/scaling.md, sharding)"
+        )
     return tuple(targets)
+
+
+@dataclass(frozen=True)
+class DiscoverySpec:
+    """A [discover.<name>] table (or DBHEALTH_DISCOVER entry): every database of one server
+    whose name matches `pattern` and none of `exclude` becomes an alias named after it."""
+
+    name: str
+    vendor: str
+    # Django connection settings for the listing and for every discovered alias, NAME aside.
+    entry: dict[str, Any] = field(repr=False)
+    pattern: str
+    exclude: tuple[str, ...]
+    refresh_interval: float
+    max_aliases: int
+    # DBHEALTH options given to every discovered alias (deadline, user, ...).
+    alias_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def server(self) -> tuple[str, ...]:
+        """The server key of the probe service (vendor, host, port); SQLite has none."""
+        return (self.vendor, str(self.entry.get("HOST") or ""), str(self.entry.get("PORT") or ""))
+
+    def target(self, database: str) -> Target:
+        """The alias of one discovered database."""
+        if self.vendor == "sqlite":
+            return build_target(
+                Path(database).stem, {**self.entry, "NAME": database}, self.alias_options
+            )
+        return build_target(database, {**self.entry, "NAME": database}, self.alias_options)
+
+
+DISCOVERY_KEYS = {
+    "ENGINE",
+    "HOST",
+    "PORT",
+    "USER",
+    "PASSWORD",
+    "PASSWORD_FILE",
+    "PASSWORD_ENV",
+    "OPTIONS",
+    "NAME",
+    "from",
+    "databases",
+    "exclude",
+    "refresh_interval",
+    "max_aliases",
+    "DBHEALTH",
+}
+DISCOVERY_DEFAULTS = {"refresh_interval": 60.0, "max_aliases": 500}
+# What `from = "<alias>"` takes from the alias: how to reach and log in to its server.
+INHERITED_KEYS = ("ENGINE", "HOST", "PORT", "USER", "PASSWORD", "OPTIONS", "DBHEALTH")
+
+
+@cache
+def discovery_specs() -> tuple[DiscoverySpec, ...]:
+    """DBHEALTH_DISCOVER validated; a bad entry stops start-up (or a reload) with one line."""
+    raw = getattr(settings, "DBHEALTH_DISCOVER", None) or {}
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("DBHEALTH_DISCOVER must be a mapping of name to settings")
+    specs = []
+    for name, table in raw.items():
+        try:
+            specs.append(discovery_spec(str(name), table))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"discover {name!r}: {exc}") from None
+    return tuple(specs)
+
+
+def discovery_spec(name: str, table: Any) -> DiscoverySpec:
+    if not isinstance(table, dict):
+        raise ValueError("must be a table")
+    unknown = set(table) - DISCOVERY_KEYS
+    if unknown:
+        raise ValueError(f"unknown key(s) {key_names(unknown)}")
+    entry: dict[str, Any] = {}
+    if "from" in table:
+        source = settings.DATABASES.get(table["from"])
+        if not isinstance(source, dict) or not source.get("ENGINE"):
+            raise ValueError(f"from: no configured alias {str(table['from'])[:40]!r}")
+        entry.update({key: copy.deepcopy(source[key]) for key in INHERITED_KEYS if key in source})
+    entry.update({key: table[key] for key in ("ENGINE", "HOST", "USER", "OPTIONS") if key in table})
+    if "PORT" in table:
+        entry["PORT"] = str(table["PORT"])
+    if "PASSWORD" in table:
+        entry["PASSWORD"] = table["PASSWORD"]
+    if "PASSWORD_ENV" in table:
+        variable = str(table["PASSWORD_ENV"])
+        if variable not in os.environ:
+            raise ValueError(f"PASSWORD_ENV: environment variable {variable} is not set")
+        entry["PASSWORD"] = os.environ[variable]
+    if "PASSWORD_FILE" in table:
+        path = Path(str(table["PASSWORD_FILE"]))
+        try:
+            entry["PASSWORD"] = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ValueError(f"PASSWORD_FILE {path}: cannot read ({reason})") from None
+    if "NAME" in table:  # the database the listing connects to (PostgreSQL: postgres)
+        entry["NAME"] = table["NAME"]
+    if not entry.get("ENGINE"):
+        raise ValueError("needs ENGINE (or from = an alias)")
+    try:
+        vendor = vendor_of(entry["ENGINE"])
+    except Exception as exc:
+        raise ValueError(
+            f"ENGINE {entry['ENGINE']!r} cannot be loaded: {type(exc).__name__}"
+        ) from None
+    pattern = table.get("databases")
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError('databases must be a glob such as "tenant_*"')
+    exclude = table.get("exclude", [])
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(item, str) for item in exclude):
+        raise ValueError("exclude must be a glob or a list of globs")
+    options = {**DISCOVERY_DEFAULTS, **{k: table[k] for k in DISCOVERY_DEFAULTS if k in table}}
+    refresh_interval = positive_number(options["refresh_interval"], "refresh_interval")
+    max_aliases = positive_whole_number(options["max_aliases"], "max_aliases")
+    alias_options = entry.pop("DBHEALTH", None) or {}
+    if "DBHEALTH" in table:
+        alias_options = {**alias_options, **validated(table["DBHEALTH"], ALIAS_OPTION_KEYS)}
+    return DiscoverySpec(
+        name=name,
+        vendor=vendor,
+        entry=entry,
+        pattern=pattern,
+        exclude=tuple(exclude),
+        refresh_interval=refresh_interval,
+        max_aliases=min(max_aliases, MAX_ALIASES),
+        alias_options=alias_options,
+    )
 
 
 def target_by_alias(alias: str) -> Target | None:
@@ -169,6 +362,7 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
         port=str(normalized.get("PORT") or ""),
         database=str(normalized.get("NAME") or ""),
         problem=problem,
+        queries=queries_for(alias, vendor) if problem is None else (),
         settings=normalized,
         **{key: options[key] for key in TARGET_OPTION_KEYS},
     )

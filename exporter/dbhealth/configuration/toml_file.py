@@ -8,7 +8,7 @@ aliases keep working.
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from dbhealth.configuration.options import ALIAS_OPTION_KEYS, GLOBAL_DEFAULTS, key_names, validated
+from dbhealth.configuration.queries import parse_queries
 
 ENGINE_BY_SCHEME = {
     "postgres": "django.db.backends.postgresql",
@@ -54,6 +55,10 @@ PLACEHOLDER_ENGINE = "django.db.backends.dummy"
 class LoadedConfig:
     databases: dict[str, dict[str, Any]]
     defaults: dict[str, Any]
+    # [discover.<name>] tables, as DBHEALTH_DISCOVER (validated by configuration.targets).
+    discover: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [queries.<name>] tables as written (checked): they become settings.DBHEALTH_QUERIES.
+    queries: dict[str, Any] = field(default_factory=dict)
 
 
 class AliasConfigError(ValueError):
@@ -75,12 +80,13 @@ def load_config_file(path: Path) -> LoadedConfig:
 
 
 def config_from_document(document: dict[str, Any], *, source: str, base_dir: Path) -> LoadedConfig:
-    unknown_sections = set(document) - {"dbhealth", "databases"}
+    unknown_sections = set(document) - {"dbhealth", "databases", "discover", "queries"}
     if unknown_sections:
         raise ImproperlyConfigured(
             f"{source}: unknown top-level key(s) {key_names(unknown_sections)}; "
-            "expected [dbhealth] and [databases]"
+            "expected [dbhealth], [databases], [discover] and [queries]"
         )
+    discover = discover_tables(document.get("discover", {}), source=source, base_dir=base_dir)
     defaults = document.get("dbhealth", {})
     if not isinstance(defaults, dict):
         raise ImproperlyConfigured(f"{source}: [dbhealth] must be a table")
@@ -88,8 +94,8 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
         defaults = validated(defaults, set(GLOBAL_DEFAULTS))
     except ValueError as exc:
         raise ImproperlyConfigured(f"{source}: [dbhealth] {exc}") from None
-    entries = document.get("databases")
-    if not isinstance(entries, dict) or not entries:
+    entries = document.get("databases", {} if discover else None)
+    if not isinstance(entries, dict) or not (entries or discover):
         raise ImproperlyConfigured(f"{source}: no [databases.<alias>] entries")
 
     databases: dict[str, dict[str, Any]] = {}
@@ -107,7 +113,30 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
     if "default" not in databases:
         # Django insists on a `default` alias; an empty one is its documented placeholder.
         databases["default"] = {}
-    return LoadedConfig(databases=databases, defaults=dict(defaults))
+    queries = document.get("queries", {})
+    try:
+        parse_queries(queries, set(databases))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{source}: [queries] {exc}") from None
+    return LoadedConfig(
+        databases=databases, defaults=dict(defaults), discover=discover, queries=queries
+    )
+
+
+def discover_tables(tables: Any, *, source: str, base_dir: Path) -> dict[str, dict[str, Any]]:
+    """[discover.<name>] tables, each a table; PASSWORD_FILE relative to this file. Their keys
+    are checked with the settings they may refer to (`from`), by configuration.targets."""
+    if not isinstance(tables, dict):
+        raise ImproperlyConfigured(f"{source}: [discover] must hold [discover.<name>] tables")
+    result = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ImproperlyConfigured(f"{source}: discover {name!r} must be a table")
+        table = dict(table)
+        if "PASSWORD_FILE" in table:
+            table["PASSWORD_FILE"] = str(base_dir / str(table["PASSWORD_FILE"]))
+        result[name] = table
+    return result
 
 
 def unusable_entry(problem: str) -> dict[str, Any]:

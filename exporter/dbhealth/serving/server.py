@@ -40,9 +40,9 @@ from dbhealth.serving.http_protocol import (
     ConnectionLimits,
     guarded_protocol,
 )
+from dbhealth.serving.scrape_path import ScrapePath
 from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
-DEFAULT_BIND = "127.0.0.1:10433"
 # Request heads larger than these never reach Django (see RequestHeadLimit).
 MAX_REQUEST_TARGET_BYTES = 4 * 1024
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
@@ -225,15 +225,9 @@ def connection_limits() -> ConnectionLimits:
 def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
     """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
     (an unusable token file or web configuration file, for two) before anything is bound."""
-    from django.core.asgi import get_asgi_application
-
     web = web_config.configured_web_config()
     limits = connection_limits()
-    apply_service_settings()
-    web_config.activate(web)
-    application = RequestHeadLimit(get_asgi_application())
-    if web is not None:  # headers may come with a later version of the file
-        application = ResponseHeaders(application)
+    application = service_application(web)
     tls = web_config.serving_context() if web is not None and web.tls is not None else None
     if web is not None:
         logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
@@ -264,3 +258,17 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
         access_log=access_log,
     )
     return uvicorn.Server(config)
+
+
+def service_application(web: web_config.WebConfig | None):
+    """dbhealth's ASGI application as every entry point serves it (serve, dbhealth.asgi): the
+    service's URLs and middleware, the web configuration's users and headers in force, and
+    /metrics and /probe on the scrape path (serving/scrape_path.py) in front of Django."""
+    from django.core.asgi import get_asgi_application
+
+    apply_service_settings()
+    web_config.activate(web)
+    application = RequestHeadLimit(ScrapePath(get_asgi_application()))
+    if web is not None:  # headers may come with a later version of the file
+        application = ResponseHeaders(application)
+    return application

@@ -1,7 +1,7 @@
 """ASGI entry point: `uvicorn dbhealth.asgi:application` (or any ASGI server) serves exactly what
 `manage.py serve` serves, with the same web configuration in force.
 
-It is the service's own application (dbhealth.serving.server.service_application): the
+It is the service's own application (dbhealth.serving.application.service_application): the
 exporter's URLs and middleware, DBHEALTH_WEB_CONFIG_FILE's basic_auth_users and headers, the
 token settings, and the scrape path. A web configuration with tls_server_config refuses to start:
 TLS is the server's side of the socket, which only `serve` sets up from that file (an outside
@@ -20,7 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dbhealth.settings")
 
 
 def build_application():
-    from dbhealth.serving.server import service_application
+    from dbhealth.serving.application import service_application
     from dbhealth.serving.web_config import SETTING, configured_web_config
 
     django.setup(set_prefix=False)

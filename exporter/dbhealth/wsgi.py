@@ -22,7 +22,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dbhealth.settings")
 
 class WebConfigHeaders:
     """WSGI middleware: the web configuration's response headers on every response, replacing
-    any of the same name (as serving.server.ResponseHeaders does for ASGI)."""
+    any of the same name (as serving.application.ResponseHeaders does for ASGI)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -44,7 +44,7 @@ def build_application():
     from django.core.wsgi import get_wsgi_application
 
     from dbhealth.serving import web_config
-    from dbhealth.serving.server import apply_service_settings
+    from dbhealth.serving.application import apply_service_settings
 
     django.setup(set_prefix=False)
     web = web_config.configured_web_config()

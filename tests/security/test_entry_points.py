@@ -105,3 +105,27 @@ def test_an_entry_point_that_cannot_serve_tls_refuses_to_start(tmp_path, entry):
     assert finished.returncode != 0
     [line] = [row for row in finished.stderr.splitlines() if row.startswith("dbhealth: ")]
     assert str(web) in line and "TLS" in line and "serve" in line
+
+
+def test_the_entry_points_need_no_uvicorn(tmp_path):
+    """uvicorn is the `serve` extra: dbhealth.wsgi (gunicorn) and dbhealth.asgi (any ASGI server)
+    build their application, users and headers included, without it."""
+    web = web_config_file(tmp_path)
+    script = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "import dbhealth.wsgi, dbhealth.asgi\n"
+        "from dbhealth.serving.web_config import active_users\n"
+        "assert active_users() is not None and sys.modules['uvicorn'] is None\n"
+        "print('built')\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment(tmp_path, web),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout == "built\n"

@@ -3,7 +3,7 @@
 A scrape answered from memory renders in under a millisecond; Django's ASGI handler around it
 (a request object, the middleware chain, URL resolving, a thread-sensitive context with an
 executor of its own per request, request signals) cost more than the answer itself. The
-service's ASGI application (serving/server.py, service_application) therefore puts ScrapePath
+service's ASGI application (serving/application.py, service_application) therefore puts ScrapePath
 in front of Django: it answers these two paths itself and hands everything else to Django.
 
 It answers exactly as Django would (tests/dbhealth/serving/test_scrape_path.py compares both):
@@ -11,7 +11,7 @@ the same answer functions as the views (views.metrics_response, views.probe_resp
 same token and basic auth check (auth.decide; a password check is awaited on the event loop, so
 a request waiting for one holds no thread), the same headers (never_cache's, SecurityMiddleware's
 own process_response, Content-Length as CommonMiddleware sets it); the web configuration's
-headers are added around both paths by server.ResponseHeaders. Whatever Django would answer
+headers are added around both paths by application.ResponseHeaders. Whatever Django would answer
 differently is handed to Django: a Host not in ALLOWED_HOSTS (400), other methods (405), a
 query string that is not UTF-8, and settings that change the answer of every path
 (DISALLOWED_USER_AGENTS, SECURE_SSL_REDIRECT, PREPEND_WWW, a MIDDLEWARE or URLconf other than

@@ -247,6 +247,8 @@ PERFORMANCE_SCHEMA_READABLE_QUERY = (
     "SELECT COUNT(*) FROM performance_schema.events_statements_summary_by_digest WHERE 1 = 0"
 )
 PERFORMANCE_SCHEMA_QUERY = "SELECT @@performance_schema"
+# Whether the user may read Django's migrations table (reads no row).
+MIGRATIONS_READABLE_QUERY = "SELECT 1 FROM `{table}` LIMIT 0"
 
 
 def activity_statement(
@@ -280,6 +282,7 @@ OWN_STATEMENTS = (
     CONNECTIONS_QUERY,
     PROCESS_QUERY,
     PERFORMANCE_SCHEMA_READABLE_QUERY,
+    MIGRATIONS_READABLE_QUERY.format(table="django_migrations"),
     *(
         activity_statement(is_mariadb, version, "schema", readable)[0]
         for is_mariadb, version in ((True, (10, 11, 0)), (False, (5, 7, 0)), (False, (8, 0, 0)))
@@ -463,7 +466,7 @@ class MySQLProbe(VendorProbe):
             missing["id headroom"] = f"REFERENCES ON `{schema}`.*"
         table = MigrationRecorder.Migration._meta.db_table.replace("`", "``")
         try:
-            cursor.execute(f"SELECT 1 FROM `{table}` LIMIT 0")  # reads no row
+            cursor.execute(MIGRATIONS_READABLE_QUERY.format(table=table))
             cursor.fetchall()
         except Exception as exc:
             if error_number(exc) == ER_TABLEACCESS_DENIED:

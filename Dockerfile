@@ -26,7 +26,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY config ./config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[mysql,http-metrics]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[serve,mysql,http-metrics]"
 
 FROM python:3.11-slim-bookworm
 # VERSION follows pyproject.toml's (tests/test_dockerfile.py checks it); REVISION is the commit,
@@ -59,7 +59,7 @@ RUN apt-get update \
 # pip compiles every module it installs, so nothing needs a .pyc written at run time.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[mysql,http-metrics]"
+    pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[serve,mysql,http-metrics]"
 COPY docker/healthcheck.py /usr/local/lib/dbhealth/healthcheck.py
 
 # One process serves every scrape and holds all probe state in memory (exporter/dbhealth/serving/server.py).

@@ -145,6 +145,8 @@ def test_no_layer_keeps_the_wheels():
     assert install.startswith("--mount=type=bind,from=build,source=/wheels,target=/wheels ")
     assert "--no-index --find-links=/wheels" in install
     assert "rm -rf /wheels" not in install  # nothing to remove: the mount is gone after the step
+    # The image's command is `dbhealth serve`: its server (uvicorn) is the serve extra.
+    assert '"dbhealth[serve,' in install
     build = instructions(DOCKERFILE.read_text())
     assert ("FROM", "python:3.11-slim-bookworm AS build") in build
     assert any(k == "RUN" and "--wheel-dir /wheels" in text for k, text in build)

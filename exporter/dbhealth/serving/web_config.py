@@ -116,7 +116,8 @@ TLS_KEYS = (
 )
 HTTP_KEYS = ("headers", "http2")
 REFUSED = {
-    "rate_limit": "dbhealth has no rate limiter (past 1000 open connections uvicorn answers 503)",
+    "rate_limit": "dbhealth has no rate limiter (DBHEALTH_MAX_CONNECTIONS and "
+    "DBHEALTH_CONNECTIONS_PER_CLIENT bound connections instead)",
     "tls_server_config.cert": "Python's ssl loads certificates from files only: use cert_file",
     "tls_server_config.key": "Python's ssl loads keys from files only: use key_file",
     "tls_server_config.client_allowed_sans": "Python's ssl cannot check the client "

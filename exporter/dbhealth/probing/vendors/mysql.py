@@ -1,7 +1,7 @@
 """MySQL and MariaDB: processlist, information_schema sizes, replica status, statement digests,
 and the health signals (open transactions, lock waits, server counters, AUTO_INCREMENT headroom).
 
-What each needs of the monitoring user (README, "Least privileges"; `signals_lacking_privilege`
+What each needs of the monitoring user (README, "Least privileges"; `missing_grants`
 names what a user lacks):
 - server status counters (Uptime, Threads_connected, Threads_running, Aborted_*,
   Com_commit/rollback, and on MariaDB Innodb_deadlocks and Innodb_history_list_length): no
@@ -24,6 +24,8 @@ import copy
 import re
 from typing import Any, ClassVar
 
+from django.db.migrations.recorder import MigrationRecorder
+
 from dbhealth.probing.state import (
     SERVER_FACTS,
     IdHeadroom,
@@ -40,18 +42,22 @@ from dbhealth.probing.vendors.base import (
 )
 
 COMMAND_STATES = {"Sleep": "idle", "Query": "active", "Execute": "active"}
-REPLICA_SIGNALS = (
-    "replica",
-    "replica_connected",
-    "replication_lag_seconds",
-    "replica_last_errors",
+# Signal names as PostgreSQLProbe.missing_grants gives them, for `dbhealth check`.
+PROCESS_SIGNALS = (
+    "connections by state",
+    "oldest transaction",
+    "oldest idle in transaction",
+    "blocked sessions",
+    "longest lock wait",
 )
+REPLICA_SIGNALS = ("replica", "replica connected", "replication lag", "replica last errors")
 # Connections whose state the user cannot see (no PROCESS): counted, but not by state.
 UNKNOWN_STATE = "unknown"
 # Error numbers: a global privilege missing (PROCESS for the InnoDB tables), a table refused
 # (performance_schema without SELECT on it).
 ER_SPECIFIC_ACCESS_DENIED = 1227
 ER_TABLEACCESS_DENIED = 1142
+ER_NO_SUCH_TABLE = 1146
 BACKGROUND_USERS = ("system user", "event_scheduler")
 
 # Every session by command, for a user holding PROCESS only: the INNODB_TRX term makes the
@@ -241,6 +247,8 @@ PERFORMANCE_SCHEMA_READABLE_QUERY = (
     "SELECT COUNT(*) FROM performance_schema.events_statements_summary_by_digest WHERE 1 = 0"
 )
 PERFORMANCE_SCHEMA_QUERY = "SELECT @@performance_schema"
+# Whether the user may read Django's migrations table (reads no row).
+MIGRATIONS_READABLE_QUERY = "SELECT 1 FROM `{table}` LIMIT 0"
 
 
 def activity_statement(
@@ -274,6 +282,7 @@ OWN_STATEMENTS = (
     CONNECTIONS_QUERY,
     PROCESS_QUERY,
     PERFORMANCE_SCHEMA_READABLE_QUERY,
+    MIGRATIONS_READABLE_QUERY.format(table="django_migrations"),
     *(
         activity_statement(is_mariadb, version, "schema", readable)[0]
         for is_mariadb, version in ((True, (10, 11, 0)), (False, (5, 7, 0)), (False, (8, 0, 0)))
@@ -424,21 +433,15 @@ class MySQLProbe(VendorProbe):
             connections[state] = connections.get(state, 0) + int(count)
         return connections
 
-    def signals_lacking_privilege(self, wrapper: Any, cursor: Any) -> dict[str, str]:
+    def missing_grants(self, wrapper: Any, cursor: Any) -> dict[str, str]:
         """The signals this connection's user cannot read right, each with the grant it lacks
         (for `dbhealth check`); empty when nothing is missing. Each is absent from /metrics."""
         missing: dict[str, str] = {}
         if not holds_process(cursor):
-            for signal in (
-                "connections_by_state",
-                "oldest_transaction_seconds",
-                "oldest_idle_in_transaction_seconds",
-                "blocked_sessions",
-                "longest_lock_wait_seconds",
-            ):
+            for signal in PROCESS_SIGNALS:
                 missing[signal] = "PROCESS ON *.*"
             if not wrapper.mysql_is_mariadb:  # MariaDB has them as status variables
-                missing["deadlocks"] = missing["undo_history_length"] = "PROCESS ON *.*"
+                missing["deadlocks"] = missing["undo history length"] = "PROCESS ON *.*"
         statement = replica_status_statement(wrapper.mysql_is_mariadb, wrapper.mysql_version)
         try:
             cursor.execute(statement)
@@ -455,12 +458,21 @@ class MySQLProbe(VendorProbe):
                 missing[signal] = grant
         if not performance_schema_readable(cursor):
             # Statement digests, and which schema's tables a transaction touches.
-            missing["statements"] = missing["transactions_by_table"] = (
+            missing["statements"] = missing["transactions by table"] = (
                 "SELECT ON performance_schema.*"
             )
+        schema = wrapper.settings_dict["NAME"].replace("`", "``")
         if self.read_ids(wrapper, cursor, 1) is None:
-            schema = wrapper.settings_dict["NAME"].replace("`", "``")
-            missing["id_headroom"] = f"REFERENCES ON `{schema}`.*"
+            missing["id headroom"] = f"REFERENCES ON `{schema}`.*"
+        table = MigrationRecorder.Migration._meta.db_table.replace("`", "``")
+        try:
+            cursor.execute(MIGRATIONS_READABLE_QUERY.format(table=table))
+            cursor.fetchall()
+        except Exception as exc:
+            if error_number(exc) == ER_TABLEACCESS_DENIED:
+                missing["pending migrations"] = f"SELECT ON `{schema}`.`{table}`"
+            elif error_number(exc) != ER_NO_SUCH_TABLE:  # not a migrated schema: nothing read
+                raise
         return missing
 
     def _read_innodb_metrics(self, wrapper: Any, cursor: Any) -> dict[str, int]:

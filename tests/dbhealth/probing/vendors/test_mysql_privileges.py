@@ -1,7 +1,7 @@
 """Values that need a privilege are right or absent: a MariaDB user without PROCESS sees only its
 own sessions in PROCESSLIST, so connections are counted from Threads_connected (no privilege)
 and the per-state breakdown and the InnoDB transaction signals are absent; and the probe names
-what each user lacks (`MySQLProbe.signals_lacking_privilege`)."""
+what each user lacks (`MySQLProbe.missing_grants`)."""
 
 import MySQLdb
 import pytest
@@ -11,11 +11,11 @@ from tests.dbhealth_fixtures import promtool_check_metrics
 
 OPEN_SESSIONS = 12
 PROCESS_SIGNALS = {
-    "connections_by_state",
-    "oldest_transaction_seconds",
-    "oldest_idle_in_transaction_seconds",
-    "blocked_sessions",
-    "longest_lock_wait_seconds",
+    "connections by state",
+    "oldest transaction",
+    "oldest idle in transaction",
+    "blocked sessions",
+    "longest lock wait",
 }
 
 
@@ -24,6 +24,8 @@ def server(make_mariadb):
     """A server of its own, so that every connection to it is one of this test's."""
     server = make_mariadb()
     server.sql("CREATE TABLE counted (id INT AUTO_INCREMENT PRIMARY KEY)", db="legacy")
+    # As Django's migrate makes it: a user without SELECT on it cannot read pending migrations.
+    server.sql("CREATE TABLE django_migrations (id INT AUTO_INCREMENT PRIMARY KEY)", db="legacy")
     server.create_user(
         "noprocess",
         grants=(
@@ -33,6 +35,8 @@ def server(make_mariadb):
         ),
     )
     server.create_user("bare", grants=("SHOW VIEW ON legacy.*",))
+    for user in ("monitor", "noprocess"):
+        server.sql(f"GRANT SELECT ON legacy.django_migrations TO {user}@'%'")
     return server
 
 
@@ -59,7 +63,7 @@ def connection_series(harness) -> dict[str, float]:
 def lacking(harness, alias: str) -> dict[str, str]:
     wrapper = harness.service._probers[alias]._wrapper  # the connection the probes keep
     with wrapper.cursor() as cursor:
-        return MySQLProbe().signals_lacking_privilege(wrapper, cursor)
+        return MySQLProbe().missing_grants(wrapper, cursor)
 
 
 def test_without_process_every_connection_is_counted_and_none_by_state(
@@ -104,12 +108,13 @@ def test_a_user_with_no_monitoring_grant_is_told_every_grant_it_lacks(server, ma
     assert missing == {
         **dict.fromkeys(PROCESS_SIGNALS, "PROCESS ON *.*"),
         **dict.fromkeys(
-            ("replica", "replica_connected", "replication_lag_seconds", "replica_last_errors"),
+            ("replica", "replica connected", "replication lag", "replica last errors"),
             "REPLICA MONITOR ON *.*",
         ),
         "statements": "SELECT ON performance_schema.*",
-        "transactions_by_table": "SELECT ON performance_schema.*",
-        "id_headroom": "REFERENCES ON `legacy`.*",
+        "transactions by table": "SELECT ON performance_schema.*",
+        "id headroom": "REFERENCES ON `legacy`.*",
+        "pending migrations": "SELECT ON `legacy`.`django_migrations`",
     }
 
 

@@ -121,7 +121,7 @@ def grant_findings(target: Target) -> list[checks.CheckMessage]:
         wrapper.ensure_connection()
         probe.prepare_connection(wrapper, target.deadline)
         with wrapper.cursor() as cursor:
-            role, missing = missing_grants(wrapper, cursor, migrations_table)
+            role, missing = missing_grants(probe, wrapper, cursor, migrations_table)
     except Exception as exc:
         reason = probe.classify(exc) or "error"
         return [
@@ -137,7 +137,7 @@ def grant_findings(target: Target) -> list[checks.CheckMessage]:
     return [
         checks.Warning(
             f"database alias {target.alias!r}: role {role} lacks {grant.missing}, so these are "
-            f"absent: {grant.signals}",
+            f"absent: {', '.join(grant.signals)}",
             hint=grant.statement,
             id="dbhealth.W110",
         )

@@ -101,6 +101,9 @@ class Fleet:
     elapsed: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # Idle probe threads of an earlier test's service end within a second: not ours to count.
+        wait_for_probe_threads()
+        self.threads_before = threading.active_count()
         self.pg_connections_before = postgres_exporter_connections(self.postgres)
         self.maria_connections_before = mariadb_connections(self.mariadb, MARIADB_WATCHER)
 

@@ -309,13 +309,19 @@ class ServerProcess:
         if not self.running:
             return
         self.resume()
-        request()
         assert self._proc is not None
         try:
+            request()
             self._proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, ServerError) as exc:
+            # What still runs says what kept it (PostgreSQL names each client in its title).
+            still_running = self.process_titles()
             self.kill()
-            raise ServerError(f"{self.name} ignored the shutdown\n{self.log_tail()}") from None
+            detail = f"{exc}\n" if isinstance(exc, ServerError) else ""
+            raise ServerError(
+                f"{self.name} ignored the shutdown\n{detail}still running:\n{still_running}\n"
+                f"{self.log_tail()}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL the server and every child, like a host crash or the OOM killer."""
@@ -339,6 +345,18 @@ class ServerProcess:
             return []
         assert self._proc is not None
         return [self._proc.pid, *descendants(self._proc.pid)]
+
+    def process_titles(self) -> str:
+        """One line per process of the tree: pid and command line (a PostgreSQL backend's says
+        whose connection it serves)."""
+        lines = []
+        for pid in self.pids():
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+            except OSError:
+                continue
+            lines.append(f"  {pid} {title.decode(errors='replace')}")
+        return "\n".join(lines)
 
     def pause(self) -> None:
         """SIGSTOP the whole tree: the kernel still accepts TCP, nothing answers."""

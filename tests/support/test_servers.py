@@ -269,8 +269,10 @@ def test_a_server_ignoring_its_shutdown_fails_the_teardown(monkeypatch) -> None:
     server = ShutdownIgnoringServer(prefix="dbhealth-stubborn-", user=None)
     server.start()
     pid = server.pids()[0]
-    with pytest.raises(ServerError, match="ignored the shutdown"):
+    with pytest.raises(ServerError, match="ignored the shutdown") as refused:
         server.close()
+    # It says what was still running, to find what kept it.
+    assert f"{pid} {sys.executable}" in str(refused.value)
     # Killed and cleaned up all the same.
     assert wait_until(lambda: not alive(pid), timeout=10)
     assert not server.tmpdir.exists()

@@ -54,7 +54,7 @@ class StateCollector:
         slot_waits = counter(
             "dbhealth_probe_slot_waits",
             "Scrapes that found the alias due while it waited for one of the exporter's own"
-            " connection slots or probe threads; it kept its last result (see probe_age).",
+            " connection slots or probe threads; it kept its last result meanwhile.",
             labels=["alias"],
         )
         probe_age = gauge(

@@ -357,13 +357,17 @@ class ProbeService:
             first_time = [alias for alias in queued if alias not in self._states]
         self._submit(to_start)
         log_changes(changes)
+        for run in waiting:
+            run.settled.wait(max(0.0, wait_until - time.monotonic()))
+
+        def first_time_recorded() -> bool:
+            # Recorded aliases leave the list: each wake-up checks only those still missing.
+            first_time[:] = [alias for alias in first_time if alias not in self._states]
+            return not first_time
+
         with self._recorded:
             self._recorded.wait_for(
-                lambda: (
-                    all(run.settled.is_set() for run in waiting)
-                    and all(alias in self._states for alias in first_time)
-                ),
-                timeout=max(0.0, wait_until - time.monotonic()),
+                first_time_recorded, timeout=max(0.0, wait_until - time.monotonic())
             )
             for alias in queued:
                 state = self._states.get(alias)

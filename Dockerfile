@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # dbhealth standalone service. Configure with environment variables (DBHEALTH_*) and a TOML file
 # mounted at /etc/dbhealth/dbhealth.toml (see config/dbhealth.example.toml).
-#   docker build --build-arg REVISION="$(git rev-parse HEAD)" -t dbhealth .
+#   docker build --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg SOURCE="$(git remote get-url origin)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" -t dbhealth .
 #   docker run --read-only -p 10433:10433 -v ./dbhealth.toml:/etc/dbhealth/dbhealth.toml:ro dbhealth
 #
 # The service writes nothing (no state on disk, no .pyc, no temp files), so it runs with a
@@ -24,17 +26,21 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 COPY config ./config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[mysql,http-metrics]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[serve,mysql,http-metrics]"
 
 FROM python:3.11-slim-bookworm
 # VERSION follows pyproject.toml's (tests/test_dockerfile.py checks it); REVISION is the commit,
-# shown as dbhealth_build_info{revision}; SOURCE is the repository's URL.
+# shown as dbhealth_build_info{revision}; SOURCE is the URL of the repository it was built from
+# and CREATED the build's time (RFC 3339), both given by the builder (the command above,
+# scripts/check-image) so that the image says where and when it came from.
 ARG VERSION=0.1.0
 ARG REVISION=""
 ARG SOURCE=""
+ARG CREATED=""
 LABEL org.opencontainers.image.title="dbhealth" \
       org.opencontainers.image.description="Prometheus exporter that probes every database alias of a Django project" \
       org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
@@ -53,7 +59,7 @@ RUN apt-get update \
 # pip compiles every module it installs, so nothing needs a .pyc written at run time.
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[mysql,http-metrics]"
+    pip install --no-cache-dir --no-index --find-links=/wheels "dbhealth[serve,mysql,http-metrics]"
 COPY docker/healthcheck.py /usr/local/lib/dbhealth/healthcheck.py
 
 # One process serves every scrape and holds all probe state in memory (exporter/dbhealth/serving/server.py).
@@ -75,4 +81,6 @@ EXPOSE 10433
 # get the exporter restarted. Dropped by Podman/Buildah unless built with --format docker.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
     CMD ["python", "/usr/local/lib/dbhealth/healthcheck.py"]
-CMD ["python", "-m", "dbhealth", "serve", "--access-log"]
+# No access log: every scrape and healthcheck would be a line. Add `--access-log` to the command
+# to get one.
+CMD ["python", "-m", "dbhealth", "serve"]

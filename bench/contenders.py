@@ -173,11 +173,11 @@ def dbhealth_home(
 
 
 def serves_itself(source: Path) -> bool:
-    """Whether the tree has `manage.py serve` (the one-process service), in the package as it
-    is named now (dbhealth) or was (exporter)."""
+    """Whether the tree has `manage.py serve` (the one-process service), in the package where
+    it lives now (exporter/dbhealth) or was (dbhealth, exporter)."""
     return any(
         (source / package / "management" / "commands" / "serve.py").exists()
-        for package in ("dbhealth", "exporter")
+        for package in ("exporter/dbhealth", "dbhealth", "exporter")
     )
 
 
@@ -202,6 +202,9 @@ def start_dbhealth(
     if not serves_itself(source):
         return start_gunicorn(name, databases, defaults, workdir, source)
     _, env = dbhealth_home(name, databases, defaults, workdir)
+    if (source / "exporter" / "dbhealth").is_dir():
+        # The editable install points at this working tree: the source's own package goes first.
+        env["PYTHONPATH"] = str(source / "exporter")
     port = free_port()
     command = [
         str(REPO / ".venv" / "bin" / "python"),

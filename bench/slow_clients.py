@@ -5,9 +5,10 @@ SQLite file; bench/fleet.py) and `manage.py serve` watching them on a free loopb
 times sequential /metrics scrapes twice: alone, and while 200 idle connections and 8 slowloris
 connections (a request head trickling in, one header line every 2 s) are open. Prints median and
 maximum of each, the slow connections still open at the end, and the service's memory (PSS).
-Then a flood: more idle connections than the service's connection limit (server.MAX_CONNECTIONS),
-past which uvicorn answers every request 503; it prints how long after the flood a scrape is
-answered 200 again (the request-head deadline closes the idle ones) and how many failed first.
+Then a flood: more idle connections than the service's connection limit (server.MAX_CONNECTIONS);
+it prints how long after the flood a scrape is answered 200 (at the limit the service closes the
+connection waiting longest to make room for a new one, and the request deadline closes idle
+ones) and how many failed first. bench/floods.py measures floods that never let go.
 `--gunicorn` adds the same two runs against gunicorn's gthread worker (the README's old command)
 for comparison. Figures only, no assertions; loopback only.
 

@@ -8,8 +8,15 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
+from dbhealth.exposition.build_info import checkout_revision
+
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = Path(sys.executable).with_name("dbhealth")
+SHOW_LABELS = """
+import json, dbhealth
+from dbhealth.exposition.build_info import static_labels
+print(json.dumps({"file": dbhealth.__file__, **static_labels()}))
+"""
 
 
 def run(*arguments: str, cwd: Path, env: dict[str, str] | None = None):
@@ -29,6 +36,24 @@ def test_version(tmp_path):
     result = run("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.strip() == "dbhealth 0.1.0"
+
+
+def test_serve_version_is_dbhealths_not_djangos(tmp_path):
+    env = {"DBHEALTH_DATA_DIR": str(tmp_path)}
+    through_cli = run("serve", "--version", cwd=tmp_path, env=env)
+    environment = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "dbhealth.settings"}
+    through_manage = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--version"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for result in (through_cli, through_manage):
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "dbhealth 0.1.0\n"
 
 
 def test_probe_once_as_json_on_the_demo_database(tmp_path):
@@ -99,3 +124,26 @@ def test_the_wheel_installs_one_top_level_package_with_its_data(tmp_path):
     assert "License-Expression: Apache-2.0" in text
     [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
     assert "dbhealth = dbhealth.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    # The revision it was built from, recorded by setup.py, is what the installed package says.
+    revision = checkout_revision(REPO)
+    assert len(revision) == 40
+    assert zipfile.ZipFile(wheel).read("dbhealth/REVISION").decode() == revision + "\n"
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    installed = subprocess.run(
+        [sys.executable, "-c", SHOW_LABELS],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site), "DBHEALTH_REVISION": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    labels = json.loads(installed.stdout)
+    assert labels["file"].startswith(str(site))
+    assert labels["revision"] == revision

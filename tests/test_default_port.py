@@ -11,12 +11,12 @@ import runpy
 from pathlib import Path
 
 import yaml
-from dbhealth.serving import server
+from dbhealth.serving import service_settings
 
 from tests.support import ports
 
 REPO = Path(__file__).resolve().parent.parent
-PORT = int(server.DEFAULT_BIND.rpartition(":")[2])
+PORT = int(service_settings.DEFAULT_BIND.rpartition(":")[2])
 
 # Taken by exporters and by services that run beside Django projects and Kubernetes nodes.
 TAKEN = {

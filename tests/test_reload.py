@@ -81,7 +81,7 @@ def test_sighup_adds_and_removes_aliases_and_keeps_the_others_connections(make_p
         # The reload endpoint is off unless asked for.
         assert post(served.url + "/-/reload")[0] == 404
     log = (tmp_path / "service.log").read_text()
-    assert log.count("configuration not reloaded") == 1
+    assert log.count("not reloaded, the last good configuration stays in use") == 1
     assert server.monitor_password not in log
 
 
@@ -100,3 +100,41 @@ def test_the_reload_endpoint_when_enabled(make_postgres, tmp_path):
         assert status == 500 and body.startswith("configuration not reloaded: DBHEALTH_CONFIG")
         assert body.count("\n") == 1
         assert served.get("/-/reload")[0] == 405
+
+
+def test_a_storm_of_sighups_is_one_pending_reload(exporter_settings, tmp_path, caplog):
+    """Signals that arrive while a reload runs become one more reload, in the one reloader
+    thread: not a thread, nor a reload, per signal."""
+    import logging
+    import os
+    import threading
+
+    from dbhealth.serving import reload
+    from django.test import override_settings
+
+    database = tmp_path / "lite.sqlite3"
+    config = tmp_path / "dbhealth.toml"
+    config.write_text(f'[databases.lite]\nURL = "sqlite:///{database}"\n')
+    exporter_settings({"lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}})
+    previous = signal.getsignal(signal.SIGHUP)
+    caplog.set_level(logging.INFO, logger="dbhealth")
+
+    def reloads() -> int:
+        return sum(r.getMessage().endswith("reloaded: 1 aliases") for r in caplog.records)
+
+    try:
+        with override_settings(DBHEALTH_CONFIG_FILE=str(config)):
+            reload.install_sighup_handler()
+            with reload._reloading:  # a reload in progress: the reloader waits for it
+                os.kill(os.getpid(), signal.SIGHUP)
+                wait_until(lambda: not reload.reload_asked.is_set(), timeout=30)
+                for _ in range(200):
+                    os.kill(os.getpid(), signal.SIGHUP)
+                names = [thread.name for thread in threading.enumerate()]
+                assert names.count("dbhealth-reload") == 1
+                assert reload.reload_asked.is_set()
+            # The reload that waited, then one for all 200 signals that came meanwhile.
+            wait_until(lambda: reloads() == 2 and not reload.reload_asked.is_set(), timeout=30)
+            assert reloads() == 2
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -8,8 +8,12 @@ import os
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from dbhealth.configuration.environment import env_bool, env_list
 from dbhealth.configuration.toml_file import demo_databases, load_config_file
+from dbhealth.serving.log_formats import SETTING as LOG_FORMAT_SETTING
+from dbhealth.serving.log_formats import formatter_for
 from dbhealth.serving.service_settings import HTTP_METRICS, SERVICE_MIDDLEWARE, SERVICE_URLCONF
 
 # Only the demo database is ever written, and never into the installed package: it goes to
@@ -47,10 +51,12 @@ if _config_path:
     DATABASES = _loaded.databases
     DBHEALTH_DEFAULTS = _loaded.defaults
     DBHEALTH_DISCOVER = _loaded.discover
+    DBHEALTH_QUERIES = _loaded.queries
 else:
     DATABASES = demo_databases(DATA_DIR)
     DBHEALTH_DEFAULTS = {}
     DBHEALTH_DISCOVER = {}
+    DBHEALTH_QUERIES = {}
 
 DBHEALTH_ALIASES = env_list("DBHEALTH_ALIASES", default=None)
 # The standalone service is a process of its own: /metrics carries its process registry too.
@@ -65,11 +71,23 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
+try:
+    _log_formatter = formatter_for(os.environ.get(LOG_FORMAT_SETTING, ""))
+except ValueError as _exc:
+    raise ImproperlyConfigured(str(_exc)) from None
+
+# The service's own logging only: a host project's settings keep their LOGGING.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # DBHEALTH_LOG_FORMAT: plain (default), logfmt or json; times with their UTC offset.
+    "formatters": {"line": {"()": _log_formatter}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DBHEALTH_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django logs every 4xx answer (a 404, a 405, a 401 to a client without the token) as
+        # a WARNING line: one per request, and any client can send requests. Its 5xx lines stay.
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -1,13 +1,15 @@
 """Fault tests: a Fleet factory over the session servers plus one alias under test."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.faults.fleet import DEADLINE, Fleet, healthy_databases
+from tests.faults.fleet import DEADLINE, Fleet, healthy_databases, wait_for_probe_threads
 from tests.support.mariadb import MariaDBServer
+from tests.support.pgbouncer import PgBouncerServer
 from tests.support.postgres import PostgresServer
 
 
@@ -26,6 +28,9 @@ def make_fleet(
         extra: dict[str, dict[str, Any]] | None = None,
         **options: Any,
     ) -> Fleet:
+        # Threads of an earlier test's probe pool end within a second: counted before, they
+        # would look like threads this fleet ended.
+        wait_for_probe_threads()
         databases = {
             **healthy_databases(postgres, mariadb, fleet_directory),
             faulted: entry,
@@ -35,3 +40,14 @@ def make_fleet(
         return Fleet(harness=harness, faulted=faulted, postgres=postgres, mariadb=mariadb)
 
     return make
+
+
+@pytest.fixture
+def make_pgbouncer(postgres: PostgresServer) -> Iterator[Callable[..., PgBouncerServer]]:
+    """Factory for PgBouncers in front of the session primary, stopped after the test."""
+    with ExitStack() as stack:
+
+        def make(pool_mode: str, pool_size: int = 10) -> PgBouncerServer:
+            return stack.enter_context(PgBouncerServer(postgres, pool_mode, pool_size=pool_size))
+
+        yield make

@@ -148,7 +148,7 @@ class Fleet:
         """Nothing left behind: threads, file descriptors, connections on the healthy servers."""
         self.harness.service.close()
         wait_for_probe_threads()
-        assert threading.active_count() == self.threads_before
+        assert threading.active_count() == self.threads_before, threading.enumerate()
         # Failed connection attempts can sit in reference cycles with their tracebacks.
         gc.collect()
         now_open = open_fds()

@@ -228,3 +228,131 @@ def test_a_replica_whose_sql_thread_stopped_on_an_error(make_mariadb_pair, make_
         if ("alias", "primary") in labels
         and name.startswith(("dbhealth_replica_", "dbhealth_replication_lag"))
     ]
+
+
+def session_without_default(server, db: str | None = None) -> MySQLdb.Connection:
+    """Another client that reaches tables by qualified names: default schema `db`, or none."""
+    options = {"db": db} if db else {}
+    return MySQLdb.connect(unix_socket=str(server.socket), user="root", autocommit=False, **options)
+
+
+def transactions_older_than(server, seconds: int) -> int:
+    """Open transactions at least `seconds` old, by the server's clock."""
+    rows = server.sql(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX"
+        " WHERE trx_started <= NOW() - INTERVAL %s SECOND",
+        params=[seconds],
+    )
+    return int(rows[0][0])
+
+
+def aliases_of(server, make_harness, *names: str):
+    return make_harness(
+        {name: server.django_settings(name, "monitor", server.monitor_password) for name in names}
+    )
+
+
+@pytest.fixture
+def items_server(make_mariadb):
+    server = make_mariadb(databases=("legacy", "other"))
+    server.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT) ENGINE=InnoDB", db="legacy")
+    server.sql("INSERT INTO items VALUES (1, 0)", db="legacy")
+    return server
+
+
+def test_sessions_of_another_schema_touching_the_aliass_tables_count_for_it(
+    items_server, make_harness
+):
+    """A holder whose default schema is `other` and a waiter with none, both on legacy.items
+    by qualified name: legacy's transactions, blocked sessions and lock wait include them."""
+    server = items_server
+    harness = aliases_of(server, make_harness, "legacy", "other")
+    holder, waiter = session_without_default(server, "other"), session_without_default(server)
+    waiting, errors = None, []
+    try:
+        run(holder, "SELECT v FROM legacy.items WHERE id = 1 FOR UPDATE")  # then idle
+        run(waiter, "SET SESSION innodb_lock_wait_timeout = 60")
+        waiting, errors = in_background(waiter, "UPDATE legacy.items SET v = 1 WHERE id = 1")
+        assert wait_until(lambda: lock_waits(server, 1) == 1, WAIT_TIMEOUT, POLL)
+
+        state = harness.round()
+        legacy = state.aliases["legacy"]
+        assert legacy.up, legacy.message
+        assert legacy.oldest_transaction_seconds >= 1
+        assert legacy.oldest_idle_in_transaction_seconds >= 1
+        assert legacy.blocked_sessions == 1
+        assert legacy.longest_lock_wait_seconds >= 1
+        # `other` is the holder's default schema, so its transaction is other's too; nobody
+        # waits there.
+        other = state.aliases["other"]
+        assert other.oldest_transaction_seconds >= 1
+        assert other.blocked_sessions == 0
+    finally:
+        holder.rollback()
+        if waiting is not None:
+            waiting.join(WAIT_TIMEOUT)
+        waiter.rollback()
+        holder.close()
+        waiter.close()
+    assert not errors, errors
+
+
+def test_a_row_lock_held_without_selecting_the_schema_counts_for_it(items_server, make_harness):
+    """No default schema, no waiter: only the metadata lock the transaction holds on
+    legacy.items until it ends says whose it is (performance_schema.metadata_locks)."""
+    server = items_server
+    harness = aliases_of(server, make_harness, "legacy", "other")
+    holder = session_without_default(server)
+    try:
+        run(holder, "SELECT v FROM legacy.items WHERE id = 1 FOR UPDATE")
+        # trx_started and NOW() are cut to the second: 2 apart is more than 1 s idle.
+        assert wait_until(lambda: transactions_older_than(server, 2) == 1, WAIT_TIMEOUT, POLL)
+        state = harness.round()
+        legacy, other = state.aliases["legacy"], state.aliases["other"]
+        assert legacy.up, legacy.message
+        assert legacy.oldest_transaction_seconds >= 1
+        assert legacy.oldest_idle_in_transaction_seconds >= 1
+        assert legacy.blocked_sessions == 0
+        assert (other.oldest_transaction_seconds, other.blocked_sessions) == (0, 0)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    def settled() -> bool:
+        return harness.round().aliases["legacy"].oldest_transaction_seconds == 0
+
+    assert wait_until(settled, WAIT_TIMEOUT, POLL)
+
+
+def test_without_metadata_locks_a_lock_wait_still_names_the_schema(items_server, make_harness):
+    """MariaDB's default: the metadata lock instrument off. The lock wait's both sides are in
+    information_schema.INNODB_LOCKS with the table's schema."""
+    server = items_server
+    server.sql(
+        "UPDATE performance_schema.setup_instruments SET ENABLED = 'NO'"
+        " WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+    )
+    harness = aliases_of(server, make_harness, "legacy")
+    holder, waiter = session_without_default(server), session_without_default(server)
+    waiting, errors = None, []
+    try:
+        run(holder, "SELECT v FROM legacy.items WHERE id = 1 FOR UPDATE")
+        assert wait_until(lambda: transactions_older_than(server, 1) == 1, WAIT_TIMEOUT, POLL)
+        # Nobody waits yet: without metadata locks nothing says whose the transaction is.
+        assert harness.round().aliases["legacy"].oldest_transaction_seconds == 0
+
+        run(waiter, "SET SESSION innodb_lock_wait_timeout = 60")
+        waiting, errors = in_background(waiter, "UPDATE legacy.items SET v = 1 WHERE id = 1")
+        assert wait_until(lambda: lock_waits(server, 1) == 1, WAIT_TIMEOUT, POLL)
+        legacy = harness.round().aliases["legacy"]
+        assert legacy.oldest_transaction_seconds >= 1
+        assert legacy.blocked_sessions == 1
+        assert legacy.longest_lock_wait_seconds >= 1
+    finally:
+        holder.rollback()
+        if waiting is not None:
+            waiting.join(WAIT_TIMEOUT)
+        waiter.rollback()
+        holder.close()
+        waiter.close()
+    assert not errors, errors

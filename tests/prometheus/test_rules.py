@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dbhealth.generators.alert_table import alert_table, with_table
 from dbhealth.generators.dashboards import (
-    ALIAS_UID_PREFIX,
+    ALIAS_TEMPLATE_UID,
     OVERVIEW_UID,
-    READABLE_ALIAS,
     DashboardAlias,
-    alias_uid,
     build_dashboards,
 )
 
@@ -25,7 +24,14 @@ RUNBOOK = ROOT / "docs" / "alerts.md"
 # Alerts about the exporter itself rather than one database alias.
 ALERTS_WITHOUT_ALIAS = {"DbhealthExporterDown"}
 # What every database alert joins onto its labels (see alias:dbhealth_info:target).
-TARGET_JOIN = ") * on (alias) group_left (host, port, database) alias:dbhealth_info:target"
+TARGET_JOIN = (
+    ") * on (job, instance, alias) group_left (host, port, database) alias:dbhealth_info:target"
+)
+# The labels that say which exporter reports a series; env, cluster and the like are kept by
+# never naming them (`without`, `group_left`).
+IDENTITY = {"job", "instance"}
+AGGREGATIONS = "sum|min|max|avg|group|stddev|stdvar|count|count_values|bottomk|topk|quantile|limitk"
+MATCHING_OPERATORS = r"(?:[-+*/%^]|==|!=|>=|<=|>|<)"
 LINKS = "dbhealth:links"
 
 
@@ -162,35 +168,126 @@ def test_alert_links_its_runbook_section(rule: dict) -> None:
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_alert_links_the_dashboard_of_its_alias(rule: dict) -> None:
-    """dashboard_url opens, under the Grafana base set once in dbhealth:links, the dashboard that
-    `dbhealth dashboards` generates for the alert's alias: by its uid when the template can
-    compute it (the same pattern and prefix as alias_uid), else the overview with the alias
-    selected through its `alias` variable. promtool renders both (rules_test.yml)."""
+    """dashboard_url opens, under the Grafana base set once in dbhealth:links, the templated alias
+    dashboard with the alert's exporter (job, instance, env when present) and alias selected; an
+    alert about the exporter opens the overview with the exporter selected. promtool renders
+    both (rules_test.yml)."""
     url = rule["annotations"]["dashboard_url"]
     assert LINKS in url and "http" not in url, url
-    readable = (
-        f'/d/{{{{ if match "^{READABLE_ALIAS.pattern}$" $labels.alias }}}}'
-        f"{ALIAS_UID_PREFIX}{{{{ $labels.alias }}}}{{{{ else }}}}{OVERVIEW_UID}"
+    exporter = "var-job={{ $labels.job | urlquery }}&var-instance="
+    if rule["alert"] in ALERTS_WITHOUT_ALIAS:
+        assert f"/d/{OVERVIEW_UID}" in url and exporter in url, url
+    else:
+        assert f"/d/{ALIAS_TEMPLATE_UID}?{exporter}{{{{ $labels.instance | urlquery }}}}" in url
+        assert "{{ with $labels.env }}&var-env={{ . | urlquery }}{{ end }}" in url, url
+        assert url.endswith("&var-alias={{ $labels.alias | urlquery }}'") or url.endswith(
+            "&var-alias={{ $labels.alias | urlquery }}"
+        ), url
+
+
+def test_the_dashboards_alerts_link_to_have_the_variables_they_set() -> None:
+    files = build_dashboards([DashboardAlias("default", "postgresql", False)])
+    by_uid = {dashboard["uid"]: dashboard for dashboard in files.values()}
+    variables = {
+        uid: {variable["name"] for variable in by_uid[uid]["templating"]["list"]}
+        for uid in (ALIAS_TEMPLATE_UID, OVERVIEW_UID)
+    }
+    assert {"job", "instance", "env", "alias"} <= variables[ALIAS_TEMPLATE_UID]
+    assert {"job", "instance"} <= variables[OVERVIEW_UID]
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [
+        (rule.get("alert") or rule["record"], " ".join(rule["expr"].split()))
+        for group in groups
+        for rule in group["rules"]
+    ]
+
+
+def closing_parenthesis(text: str, opening: int) -> int:
+    depth = 0
+    for index in range(opening, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    raise ValueError(f"unbalanced: {text}")
+
+
+def identity_losses(expr: str) -> list[str]:
+    """What in one rule expression drops the exporter's identity (job, instance, target labels).
+
+    - an aggregation `by (...)` without job and instance, or `without (...)` job or instance,
+      or with neither (it drops every label);
+    - a join `on (...)` without job and instance; the one exception is the per-alias threshold
+      override, recorded per alias name and joined group_left onto every exporter's alias;
+    - `ignoring (...)` instance;
+    - an arithmetic or comparison `on (...)` without group_left/group_right: one-to-one
+      matching keeps only the `on` labels, so env and cluster would be lost.
+    """
+    losses = []
+    for match in re.finditer(rf"\b({AGGREGATIONS})\b\s*(?=\()", expr):
+        # `max (x)` without a clause before its argument may still have one after it.
+        end = closing_parenthesis(expr, match.end())
+        if not re.match(r"\s*(by|without)\b", expr[end + 1 :]):
+            losses.append(f"{match[0]}(...): aggregation of every label")
+    threshold_override = re.search(
+        r"on \(alias\) group_left \(\) dbhealth:threshold_override:", expr
     )
-    assert readable in url, url
-    if rule["alert"] not in ALERTS_WITHOUT_ALIAS:
-        assert url.endswith("?var-alias={{ $labels.alias | urlquery }}{{ end }}"), url
+    for kind, names in re.findall(r"\b(by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        labels = {name.strip() for name in names.split(",") if name.strip()}
+        kept = labels >= IDENTITY
+        if kind == "by" and not kept:
+            losses.append(f"by ({names})")
+        if kind in {"without", "ignoring"} and "instance" in labels:
+            losses.append(f"{kind} ({names})")
+        if kind == "without" and "job" in labels:
+            losses.append(f"without ({names})")
+        if (
+            kind == "on"
+            and labels
+            and not kept
+            and not (threshold_override and labels == {"alias"})
+        ):
+            losses.append(f"on ({names})")
+    for match in re.finditer(
+        rf"{MATCHING_OPERATORS}\s*(?:bool\s+)?on\s*\(([^)]+)\)(?!\s*group_(?:left|right))",
+        expr,
+    ):
+        losses.append(f"one-to-one {match[0]}")
+    return losses
+
+
+@pytest.mark.parametrize("name, expr", rule_exprs(), ids=lambda value: value[:60])
+def test_no_rule_drops_the_identity_of_the_exporter(name: str, expr: str) -> None:
+    """Two exporters with aliases of the same name (prod's and staging's `default`) must never
+    be merged by a rule: a healthy one would hide the other's outage."""
+    assert identity_losses(expr) == [], name
 
 
 @pytest.mark.parametrize(
-    "alias", ["default", "users_db", "read-replica-2", "Users", "a b", "x" * 26]
+    "expr",
+    [
+        "max by (alias) (dbhealth_up)",
+        "max(dbhealth_up)",
+        "max without (instance) (dbhealth_up)",
+        "a > on (alias) b",
+        "a > on (job, instance, alias) b",
+        "a * on (alias) group_left (host) b",
+        "a unless ignoring (instance) b",
+    ],
 )
-def test_the_uid_an_alert_computes_is_the_dashboards(alias: str) -> None:
-    files = build_dashboards([DashboardAlias(alias, "postgresql", False)])
-    uids = {dashboard["uid"] for dashboard in files.values()}
-    assert alias_uid(alias) in uids
-    if re.fullmatch(READABLE_ALIAS.pattern, alias):
-        assert alias_uid(alias) == ALIAS_UID_PREFIX + alias
-    else:
-        assert not alias_uid(alias).startswith(ALIAS_UID_PREFIX)
-    overview = files["overview.json"]
-    assert overview["uid"] == OVERVIEW_UID
-    assert "alias" in {variable["name"] for variable in overview["templating"]["list"]}
+def test_the_identity_check_catches_what_merges_exporters(expr: str) -> None:
+    assert identity_losses(expr) != []
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_annotation_queries_read_the_alerts_own_exporter(rule: dict) -> None:
+    """A query in an annotation that selects an alias also selects the alert's job and
+    instance, so staging's alert never quotes prod's reason or threshold."""
+    for text in rule["annotations"].values():
+        for selector in re.findall(r"\{[^{}]*alias=%q[^{}]*\}", text):
+            assert "job=%q" in selector and "instance=%q" in selector, selector
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
@@ -211,3 +308,26 @@ def test_links_are_set_once() -> None:
     assert not links["labels"]["grafana"].endswith("/")
     assert RULES.read_text().count(links["labels"]["runbook"]) == 1
     assert RULES.read_text().count(links["labels"]["grafana"]) == 1
+
+
+def test_the_readme_names_every_alert_in_its_generated_table() -> None:
+    """README.md's alert table is what `python -m dbhealth.generators.alert_table README.md`
+    writes for rules.yml: every alert, once, with its severities and `for`."""
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme, RULES.read_text()) == readme, (
+        "README.md's alert table is stale: run python -m dbhealth.generators.alert_table README.md"
+    )
+    table = alert_table(RULES.read_text())
+    names = re.findall(r"^\| \[(\w+)\]", table, re.MULTILINE)
+    assert names == list(dict.fromkeys(rule["alert"] for rule in alert_rules()))
+    assert (
+        "| [DbhealthDatabaseDown](docs/alerts.md#dbhealthdatabasedown) | critical or warning |"
+        in (table)
+    )
+
+
+def test_the_alert_table_follows_a_change_of_the_rules() -> None:
+    changed = RULES.read_text().replace("- alert: DbhealthSlowPing", "- alert: DbhealthPingSlow")
+    assert "DbhealthPingSlow" in alert_table(changed)
+    readme = (ROOT / "README.md").read_text()
+    assert with_table(readme, changed) != readme

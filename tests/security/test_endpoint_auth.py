@@ -75,7 +75,7 @@ def test_an_unusable_token_file_stops_start_up_instead_of_opening_up(tmp_path, c
     assert served.returncode == 1
     assert served.stderr.startswith(f"dbhealth: DBHEALTH_AUTH_TOKEN_FILE {token_file}: ")
     assert reason in served.stderr and served.stderr.count("\n") == 1, served.stderr
-    check = manage(["check"], env)
+    check = manage(["check", "--deploy"], env)  # secrets: deploy checks
     assert check.returncode == 1
     assert f"(dbhealth.E003) DBHEALTH_AUTH_TOKEN_FILE {token_file}: " in check.stderr
     assert reason in check.stderr

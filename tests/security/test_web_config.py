@@ -464,7 +464,7 @@ def test_a_bad_file_stops_serve_and_fails_check(pki, tmp_path, case) -> None:
     }
     # Both at once, to keep the test short. Were serve to serve, the timeout fails the test.
     served = run_manage(["serve", "--bind", f"127.0.0.1:{free_port()}"], env)
-    check = run_manage(["check"], env)
+    check = run_manage(["check", "--deploy"], env)  # secrets: deploy checks
     _, serve_err = served.communicate(timeout=60)
     _, check_err = check.communicate(timeout=60)
     assert served.returncode == 1

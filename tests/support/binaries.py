@@ -61,6 +61,12 @@ def prometheus() -> Path:
 
 
 @functools.cache
+def pgbouncer() -> Path:
+    """PgBouncer, the connection pooler put in front of PostgreSQL."""
+    return _which(("pgbouncer",), "pgbouncer")
+
+
+@functools.cache
 def setpriv() -> Path:
     """util-linux setpriv: drops privileges and sets the parent-death signal."""
     return _which(("setpriv",), "util-linux")

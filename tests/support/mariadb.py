@@ -145,6 +145,9 @@ class MariaDBServer(ServerProcess):
             "--performance-schema-consumer-events-statements-current=ON",
             "--performance-schema-consumer-events-statements-history=ON",
             "--performance-schema-consumer-statements-digest=ON",
+            # Metadata locks name the tables a transaction holds until it ends, whatever its
+            # default database (off by default in MariaDB, on in MySQL 8).
+            "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
             *binlog,
         ]
 

@@ -14,8 +14,22 @@ from django.conf import settings
 
 def ensure_demo_databases() -> None:
     for entry in settings.DATABASES.values():
-        if (entry.get("DBHEALTH") or {}).get("create_demo"):
+        if is_demo(entry):
             create_demo_database(Path(entry["NAME"]))
+
+
+def is_demo(entry: dict) -> bool:
+    return bool((entry.get("DBHEALTH") or {}).get("create_demo"))
+
+
+def demo_database() -> Path | None:
+    """The demo database's file when the service watches it (it had no configuration): `serve`
+    says so at start and dbhealth_build_info carries demo="true", since an exporter watching
+    only its demo looks healthy while it watches none of the operator's databases."""
+    for entry in settings.DATABASES.values():
+        if is_demo(entry):
+            return Path(entry["NAME"])
+    return None
 
 
 def create_demo_database(path: Path) -> None:

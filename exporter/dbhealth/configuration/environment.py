@@ -40,3 +40,13 @@ def env_seconds(name: str, *, default: float) -> float:
     if not 0 < value < float("inf"):
         raise ImproperlyConfigured(f"{name} must be a positive number of seconds; got {raw!r}")
     return value
+
+
+def env_count(name: str, *, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ImproperlyConfigured(f"{name} must be a whole number of at least 1; got {raw!r}")
+    return int(value)

@@ -64,6 +64,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "rotation_interval": 30.0,
     "id_headroom_top_n": 10,
     "integrity_interval": 3600.0,
+    "table_top_n": 10,
 }
 # Per-alias options that become Target fields, with the defaults of those not in GLOBAL_DEFAULTS.
 TARGET_OPTION_KEYS = {
@@ -75,6 +76,7 @@ TARGET_OPTION_KEYS = {
     "migrations",
     "id_headroom_top_n",
     "integrity_interval",
+    "table_top_n",
 }
 TARGET_DEFAULTS: dict[str, Any] = {"replica": False, "migrations": True}
 # Monitoring credentials replacing the application's USER and PASSWORD for the probe.
@@ -93,6 +95,7 @@ VALIDATORS = {
     "rotation_interval": positive_number,
     "id_headroom_top_n": whole_number,
     "integrity_interval": positive_number,
+    "table_top_n": whole_number,
     "replica": boolean,
     "migrations": boolean,
     "user": text,

@@ -29,6 +29,7 @@ from dbhealth.configuration.options import (
     positive_whole_number,
     validated,
 )
+from dbhealth.configuration.queries import CustomQuery, queries_for
 
 PLACEHOLDER_ENGINES = {"", "django.db.backends.dummy"}
 # What to install when Django's own backend cannot import its driver.
@@ -72,6 +73,8 @@ class Target:
     statement_top_n: int
     id_headroom_top_n: int
     integrity_interval: float
+    # Tables per maintenance signal (the most dead rows, the largest).
+    table_top_n: int
     statement_text_length: int
     replica: bool
     # False for an alias nobody migrates: its pending migrations are not read.
@@ -80,6 +83,8 @@ class Target:
     port: str
     database: str
     problem: str | None = None
+    # The custom queries that run on this alias (dbhealth.configuration.queries).
+    queries: tuple[CustomQuery, ...] = ()
     # The Django settings entry, secrets included: never rendered anywhere.
     settings: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -357,6 +362,7 @@ def build_target(alias: str, entry: dict[str, Any], extra_options: dict[str, Any
         port=str(normalized.get("PORT") or ""),
         database=str(normalized.get("NAME") or ""),
         problem=problem,
+        queries=queries_for(alias, vendor) if problem is None else (),
         settings=normalized,
         **{key: options[key] for key in TARGET_OPTION_KEYS},
     )

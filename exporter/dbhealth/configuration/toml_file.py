@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from dbhealth.configuration.options import ALIAS_OPTION_KEYS, GLOBAL_DEFAULTS, key_names, validated
+from dbhealth.configuration.queries import parse_queries
 
 ENGINE_BY_SCHEME = {
     "postgres": "django.db.backends.postgresql",
@@ -56,6 +57,8 @@ class LoadedConfig:
     defaults: dict[str, Any]
     # [discover.<name>] tables, as DBHEALTH_DISCOVER (validated by configuration.targets).
     discover: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [queries.<name>] tables as written (checked): they become settings.DBHEALTH_QUERIES.
+    queries: dict[str, Any] = field(default_factory=dict)
 
 
 class AliasConfigError(ValueError):
@@ -77,11 +80,11 @@ def load_config_file(path: Path) -> LoadedConfig:
 
 
 def config_from_document(document: dict[str, Any], *, source: str, base_dir: Path) -> LoadedConfig:
-    unknown_sections = set(document) - {"dbhealth", "databases", "discover"}
+    unknown_sections = set(document) - {"dbhealth", "databases", "discover", "queries"}
     if unknown_sections:
         raise ImproperlyConfigured(
             f"{source}: unknown top-level key(s) {key_names(unknown_sections)}; "
-            "expected [dbhealth], [databases] and [discover]"
+            "expected [dbhealth], [databases], [discover] and [queries]"
         )
     discover = discover_tables(document.get("discover", {}), source=source, base_dir=base_dir)
     defaults = document.get("dbhealth", {})
@@ -110,7 +113,14 @@ def config_from_document(document: dict[str, Any], *, source: str, base_dir: Pat
     if "default" not in databases:
         # Django insists on a `default` alias; an empty one is its documented placeholder.
         databases["default"] = {}
-    return LoadedConfig(databases=databases, defaults=dict(defaults), discover=discover)
+    queries = document.get("queries", {})
+    try:
+        parse_queries(queries, set(databases))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{source}: [queries] {exc}") from None
+    return LoadedConfig(
+        databases=databases, defaults=dict(defaults), discover=discover, queries=queries
+    )
 
 
 def discover_tables(tables: Any, *, source: str, base_dir: Path) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,8 @@ from prometheus_client.core import Metric
 from dbhealth.configuration.targets import Target
 from dbhealth.exposition.build_info import build_labels
 from dbhealth.exposition.encoding import LineFamily
+from dbhealth.exposition.maintenance_families import MaintenanceFamilies
+from dbhealth.exposition.query_families import QueryFamilies
 from dbhealth.probing.state import REASONS, AliasState, ServiceState
 
 MAX_LABEL_LENGTH = 1024
@@ -76,7 +78,8 @@ class StateCollector:
         labels = build_labels()
         build = gauge(
             "dbhealth_build_info",
-            "dbhealth's version and revision, and the Python and Django it runs on; always 1.",
+            'dbhealth\'s version and revision, the Python and Django it runs on, and demo="true" '
+            "when it watches only its demo database (no configuration); always 1.",
             labels=list(labels),
         )
         build.add_metric(list(labels.values()), 1)
@@ -158,7 +161,8 @@ class Families:
         )
         self.connections = gauge(
             "dbhealth_connections",
-            "Client connections to the server by state.",
+            "Client connections to the server by state (MySQL/MariaDB without PROCESS: all "
+            "under state unknown); server-wide, repeated on every alias of the server.",
             labels=["alias", "state"],
         )
         self.connections_max = gauge(
@@ -209,15 +213,17 @@ class Families:
         )
         self.part_age = gauge(
             "dbhealth_part_age_seconds",
-            "Age of the cached expensive parts (size, statements).",
+            "Age of the cached expensive parts (size, statements, project, ids, integrity).",
             labels=["alias", "part"],
         )
 
         self.health = HealthFamilies()
+        self.maintenance = MaintenanceFamilies()
+        self.queries = QueryFamilies()
 
     def all(self) -> list[Metric]:
         own = [value for value in vars(self).values() if isinstance(value, Metric)]
-        return own + self.health.all()
+        return own + self.health.all() + self.maintenance.all() + self.queries.all()
 
     def add_alias(self, target: Target, state: AliasState, now: float) -> None:
         alias = target.alias
@@ -253,6 +259,7 @@ class Families:
             self.down_reason.add_metric([alias, state.reason or "error"], 1)
             return
         self.add_observations(alias, state, now)
+        self.queries.add(target, state)
 
     def add_observations(self, alias: str, state: AliasState, now: float) -> None:
         if state.connections is not None:
@@ -269,6 +276,8 @@ class Families:
         if state.size_bytes is not None and state.size_at is not None:
             self.size.add_metric([alias], state.size_bytes)
             self.part_age.add_metric([alias, "size"], max(0.0, now - state.size_at))
+        if state.maintenance_at is not None:
+            self.part_age.add_metric([alias, "maintenance"], max(0.0, now - state.maintenance_at))
         if state.statements_available is not None:
             self.statements_available.add_metric([alias], 1 if state.statements_available else 0)
         if state.statements and state.statements_available and state.statements_at is not None:
@@ -280,7 +289,16 @@ class Families:
                 self.statement_mean.add_metric(labels, statement.mean_seconds)
                 self.statement_rows.add_metric(labels, statement.rows)
                 self.statement_info.add_metric([*labels, label_text(statement.query)], 1)
+        # Each with the values it dates: none when the part has nothing to show.
+        for part, values, read_at in (
+            ("project", state.project, state.project_at),
+            ("ids", state.id_headroom, state.ids_at),
+            ("integrity", state.integrity_ok, state.integrity_at),
+        ):
+            if values is not None and read_at is not None:
+                self.part_age.add_metric([alias, part], max(0.0, now - read_at))
         self.health.add(alias, state)
+        self.maintenance.add(alias, state, label_text)
 
 
 # Simple per-alias gauges of the health signals: (metric name, help, AliasState attribute).
@@ -320,10 +338,15 @@ HEALTH_GAUGES = (
         "PostgreSQL: age of the database's oldest multixact id.",
         "multixact_id_age",
     ),
-    ("dbhealth_threads_running", "MySQL/MariaDB: Threads_running.", "threads_running"),
+    (
+        "dbhealth_threads_running",
+        "MySQL/MariaDB: Threads_running of the server (server-wide, repeated per alias).",
+        "threads_running",
+    ),
     (
         "dbhealth_undo_history_length",
-        "MySQL/MariaDB: InnoDB history list length (purge lag).",
+        "MySQL/MariaDB: InnoDB history list length (purge lag) of the server (server-wide, "
+        "repeated per alias).",
         "undo_history_length",
     ),
     ("dbhealth_sqlite_wal_bytes", "SQLite: size of the -wal file.", "sqlite_wal_bytes"),
@@ -341,18 +364,22 @@ class HealthFamilies:
         ]
         self.transactions = counter(
             "dbhealth_transactions",
-            "Transactions ended, by outcome (PostgreSQL: the database; MySQL: the server).",
+            "PostgreSQL: transactions of the alias's database ended, by outcome. "
+            "MySQL/MariaDB: COMMIT and ROLLBACK statements run on the whole server "
+            "(Com_commit, Com_rollback; autocommitted statements are not counted), repeated on "
+            "every alias of the server: do not sum over aliases.",
             labels=["alias", "outcome"],
         )
         self.deadlocks = counter(
             "dbhealth_deadlocks",
-            "Deadlocks detected (PostgreSQL: the database; MySQL: the server).",
+            "Deadlocks detected (PostgreSQL: the database; MySQL/MariaDB: the whole server, "
+            "repeated on every alias of the server).",
             labels=["alias"],
         )
         self.aborted = counter(
             "dbhealth_aborted_connections",
-            "MySQL/MariaDB: connections aborted, by kind (connect: failed attempts, client: "
-            "clients gone without closing).",
+            "MySQL/MariaDB: connections aborted on the server, by kind (connect: failed "
+            "attempts, client: clients gone without closing); server-wide, repeated per alias.",
             labels=["alias", "kind"],
         )
         self.slot_active = gauge(

@@ -51,6 +51,9 @@ class AliasReport:
             f"table {t.table} of {t.app_label}.{t.model} missing"
             for t in self.unmanaged_tables_missing or ()
         ]
+        if self.migrations_pending is None and self.unmanaged_tables_missing is not None:
+            # The alias's `migrations` option is off: unknown, never "up to date".
+            found.append("migrations not read")
         return found
 
     def as_dict(self) -> dict:

@@ -37,7 +37,8 @@ class ProjectCollector:
         routes = GaugeMetricFamily(
             "dbhealth_route_info",
             "Where the routers send a model's reads and writes: 1 for every pair of aliases"
-            " they can take (load-balancing routers spread reads over several).",
+            " they can take (load-balancing routers spread reads over several); 'not routed'"
+            " where no router answers and the code chooses (default unless .using()).",
             labels=["app_label", "model", "read_alias", "write_alias"],
         )
         for route in self.layout.routes:

@@ -19,13 +19,16 @@ from typing import Any
 
 from django.db.utils import load_backend
 
+from dbhealth.configuration.queries import CustomQuery
 from dbhealth.configuration.targets import Target
+from dbhealth.probing.custom_queries import failure_reason, run_query
 from dbhealth.probing.failures import classify
 from dbhealth.probing.redaction import redact, secrets_of
 from dbhealth.probing.state import (
     ACTIVITY_PART,
     EXPENSIVE_PARTS,
     INTEGRITY_PART,
+    MAINTENANCE_PART,
     SERVER_PART,
     IdHeadroom,
     Observations,
@@ -71,6 +74,8 @@ class AliasProber:
         self._retired = False
         # False when the vendor says the open connection must not serve a later probe.
         self._reusable = True
+        # Connection settings the vendor named after the server refused its first ones.
+        self._settings: dict[str, Any] | None = None
 
     def probe(
         self, run: object, deadline_at: float, parts: frozenset[str], progress: Progress
@@ -117,6 +122,10 @@ class AliasProber:
             for part in (SERVER_PART, *EXPENSIVE_PARTS):
                 if part in parts:
                     self._read_part(part, wrapper, cursor, deadline_at, progress)
+        due = [query for query in self.target.queries if query.part in parts]
+        for position, query in enumerate(due):
+            if not self._run_query(query, wrapper, deadline_at, len(due) - position, progress):
+                break
 
     def _read_part(
         self, part: str, wrapper: Any, cursor: Any, deadline_at: float, progress: Progress
@@ -144,6 +153,10 @@ class AliasProber:
                 )
             elif part == INTEGRITY_PART:
                 observations.integrity_ok = probe.read_integrity(wrapper, cursor)
+            elif part == MAINTENANCE_PART:
+                probe.read_maintenance(wrapper, cursor, observations, self.target.table_top_n)
+                for table in observations.tables or ():
+                    table.model = model_of_table(table.table)
             elif part == "statements":
                 statements = self.vendor_probe.read_statements(
                     wrapper,
@@ -169,12 +182,45 @@ class AliasProber:
             return
         progress.parts_read.add(part)
 
+    def _run_query(
+        self, query: CustomQuery, wrapper: Any, deadline_at: float, left: int, progress: Progress
+    ) -> bool:
+        """A custom query, as an optional part of its own (`query:<name>`): its failure is its
+        own, never the alias's. It may take an equal share of the time left among the `left`
+        queries still to run, so that one slow query cannot starve the others. False when it
+        broke the connection (nothing more can be read)."""
+        remaining = deadline_at - time.monotonic()
+        if remaining <= SERVER_TIMEOUT_HEADROOM + 2 * (progress.ping_seconds or 0.0):
+            progress.parts_failed[query.part] = ("timeout", "no time left before the deadline")
+            return True
+        try:
+            rows = run_query(
+                self.target.vendor,
+                wrapper,
+                query,
+                (remaining - SERVER_TIMEOUT_HEADROOM) / left,
+                self.target.deadline,
+                self._secrets,
+            )
+        except Exception as exc:
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            progress.parts_failed[query.part] = (failure_reason(exc, self.vendor_probe), message)
+            if not wrapper.is_usable():
+                self._reusable = False
+                return False
+            return True
+        progress.observations.query_rows[query] = rows
+        progress.parts_read.add(query.part)
+        return True
+
     def _connection(self, deadline_at: float, progress: Progress) -> Any:
         if self._wrapper is not None:
             return self._wrapper
         # Driver timeouts and server-side statement timeouts follow the alias's own deadline,
         # the one deadline every probe of it runs under, whoever asked for the probe.
-        settings = self.vendor_probe.connection_settings(self.target.settings, self.target.deadline)
+        settings = self._settings or self.vendor_probe.connection_settings(
+            self.target.settings, self.target.deadline
+        )
         self._reusable = self.vendor_probe.keep_connection(settings)
         wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.target.alias)
         # Runs of one alias follow each other but not always on the same thread.
@@ -182,7 +228,17 @@ class AliasProber:
         with self._connection_lock:
             self._wrapper = wrapper
         started = time.monotonic()
-        wrapper.ensure_connection()
+        try:
+            wrapper.ensure_connection()
+        except Exception as exc:
+            # A server may refuse a start-up setting (PgBouncer refuses `options`): the vendor
+            # may name settings without it, which this alias's later connections keep.
+            fallback = self.vendor_probe.settings_after_refusal(settings, exc)
+            if fallback is None:
+                raise
+            self._settings = fallback
+            self._discard_connection()
+            return self._connection(deadline_at, progress)
         progress.connect_seconds = time.monotonic() - started
         self.vendor_probe.prepare_connection(wrapper, self.target.deadline)
         return wrapper

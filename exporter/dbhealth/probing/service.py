@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dbhealth.configuration.demo import ensure_demo_databases
+from dbhealth.configuration.queries import configured_queries
 from dbhealth.configuration.targets import (
     DiscoverySpec,
     ServiceOptions,
@@ -45,12 +46,15 @@ from dbhealth.configuration.targets import (
     service_options,
 )
 from dbhealth.probing.alias_prober import AliasProber, Progress
+from dbhealth.probing.custom_queries import due_queries, record_queries
 from dbhealth.probing.discovery import DiscoveryRunner
 from dbhealth.probing.state import (
     ACTIVITY_FIELDS,
     ACTIVITY_PART,
     EXPENSIVE_PARTS,
     INTEGRITY_PART,
+    MAINTENANCE_FIELDS,
+    MAINTENANCE_PART,
     REFRESHED_PARTS,
     SERVER_FACTS,
     SERVER_PART,
@@ -499,6 +503,7 @@ class ProbeService:
         parts = due_parts(state, now, self.options.refresh_interval, target.integrity_interval)
         if reads_facts:
             parts |= {SERVER_PART}
+        parts |= due_queries(state, target.queries, now, self.options.refresh_interval)
         run = ProbeRun(
             target=target,
             prober=self._prober(target),
@@ -710,6 +715,7 @@ class ProbeService:
         server_facts = probe.server_facts if probe is not None else SERVER_FACTS
         apply_outcome(state, outcome, wall=time.time(), now=now, server_facts=server_facts)
         if outcome.up:
+            record_queries(state, outcome, target.queries, now)
             key = facts_key(target)
             if outcome.read_server:
                 facts = {fact: getattr(outcome.observations, fact) for fact in server_facts}
@@ -741,6 +747,7 @@ def due_parts(
         "statements": state.statements_at,
         "project": state.project_at,
         "ids": state.ids_at,
+        MAINTENANCE_PART: state.maintenance_at,
     }
     due = {ACTIVITY_PART}
     due.update(
@@ -786,7 +793,7 @@ def deadline_outcome(run: ProbeRun) -> ProbeOutcome:
         observed = answered_observations(progress, run.prober.vendor_probe)
         read = frozenset(progress.parts_read)
         failed = dict(progress.parts_failed)
-        for part in (SERVER_PART, *EXPENSIVE_PARTS):
+        for part in (SERVER_PART, *EXPENSIVE_PARTS, *(query.part for query in run.target.queries)):
             if part in run.parts and part not in failed and part not in read:
                 failed[part] = ("timeout", "the deadline passed while reading it")
         return ProbeOutcome(
@@ -813,6 +820,15 @@ def waited_outcome(run: ProbeRun) -> ProbeOutcome:
         message=f"waited the whole {run.target.deadline:.2f} s deadline for {run.waiting_for}",
         probe_seconds=time.monotonic() - run.progress.started,
     )
+
+
+# The values each optional part replaces, dropped when it fails (statements: above).
+FAILED_PART_FIELDS = {
+    "size": ("size_bytes",),
+    "project": ("project",),
+    "ids": ("id_headroom",),
+    INTEGRITY_PART: ("integrity_ok",),
+}
 
 
 def apply_outcome(
@@ -862,6 +878,10 @@ def apply_outcome(
     if "ids" in read:
         state.id_headroom = observed.id_headroom
         state.ids_at = now
+    if MAINTENANCE_PART in read:
+        for name in MAINTENANCE_FIELDS:
+            setattr(state, name, getattr(observed, name))
+        state.maintenance_at = now
     if INTEGRITY_PART in read:
         state.integrity_ok = observed.integrity_ok
         state.integrity_at = now
@@ -879,6 +899,10 @@ def apply_outcome(
         if part == "statements":
             # Old statements are not shown as current: a failed read drops them.
             state.statements = None
+        # Nor any other part's old values (a count of pending migrations that has since
+        # changed, a size): what failed to read is absent until it is read again.
+        for name in FAILED_PART_FIELDS.get(part, ()):
+            setattr(state, name, None)
 
 
 def apply_facts(state: AliasState, facts: ServerFacts, database: str) -> None:
@@ -956,6 +980,7 @@ def forget_configuration(**kwargs) -> None:
     load_targets.cache_clear()
     service_options.cache_clear()
     project_layout.cache_clear()
+    configured_queries.cache_clear()
     with _service_lock:
         previous, _service = _service, None
     if previous is not None and _service_pid == os.getpid():

@@ -8,6 +8,10 @@ force probing); wall-clock times exist only to be exported as timestamps.
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbhealth.configuration.queries import CustomQuery
 
 REASONS = (
     "timeout",
@@ -23,7 +27,7 @@ REASONS = (
 # file) is read on every probe; the refreshed parts at most once per refresh_interval; the
 # integrity check at most once per integrity_interval.
 ACTIVITY_PART = "activity"
-REFRESHED_PARTS = ("size", "statements", "project", "ids")
+REFRESHED_PARTS = ("size", "statements", "project", "ids", "maintenance")
 INTEGRITY_PART = "integrity"
 EXPENSIVE_PARTS = (ACTIVITY_PART, *REFRESHED_PARTS, INTEGRITY_PART)
 # Read on every round, but through one alias per server: the facts below describe the server.
@@ -75,6 +79,31 @@ class IdHeadroom:
 
 
 @dataclass
+class TableMaintenance:
+    """What a table needs of maintenance (see README, "Maintenance signals"). Dead and live rows
+    and the last vacuum and analyze are read for the tables with the most dead rows, size and
+    free space for the largest: a field the table was not picked for stays None."""
+
+    table: str
+    model: str = ""  # "app_label.Model" when the Django project knows the table
+    dead_rows: int | None = None
+    live_rows: int | None = None
+    last_vacuum: float | None = None  # wall clock; None: never vacuumed (or not read)
+    last_analyze: float | None = None  # wall clock; None: never analyzed (or not read)
+    size_bytes: float | None = None
+    free_bytes: float | None = None
+
+
+@dataclass
+class QueryRow:
+    """One row of a custom query: its label values (redacted, in the order of the query's label
+    columns) and its metric columns' numbers (a NULL is left out: unknown, never 0)."""
+
+    labels: tuple[str, ...]
+    values: dict[str, float]
+
+
+@dataclass
 class ProjectReading:
     """What an alias holds of the Django project: see dbhealth.project.insight."""
 
@@ -118,6 +147,12 @@ class Observations:
     sessions_by_database: dict[str, tuple] | None = None
     id_headroom: list[IdHeadroom] | None = None
     integrity_ok: bool | None = None
+    # The maintenance part (see MAINTENANCE_FIELDS).
+    tables: list[TableMaintenance] | None = None
+    sqlite_freelist_bytes: int | None = None
+    # Custom queries read this time, keyed by their definition (a changed definition is another
+    # query): see dbhealth.probing.custom_queries.
+    query_rows: dict["CustomQuery", list[QueryRow]] = field(default_factory=dict)
 
 
 # Session signals a vendor may read per database for the whole server (sessions_by_database).
@@ -145,6 +180,11 @@ ACTIVITY_FIELDS = (
     "replica_last_errors",
     "sqlite_wal_bytes",
 )
+
+
+# What the maintenance part reads: replaced whole whenever it is read.
+MAINTENANCE_PART = "maintenance"
+MAINTENANCE_FIELDS = ("tables", "sqlite_freelist_bytes")
 
 
 @dataclass
@@ -198,6 +238,10 @@ class AliasState(Observations):
     ids_at: float | None = None  # monotonic
     integrity_at: float | None = None  # monotonic
     integrity_checked: float | None = None  # wall clock, exported
+    maintenance_at: float | None = None  # monotonic
+    # Custom queries: when each was last run (monotonic), read or failed: at most once per
+    # its interval either way, so that a slow query is not retried on every probe.
+    queries_at: dict["CustomQuery", float] = field(default_factory=dict)
 
     def evolve(self) -> "AliasState":
         """A copy to build the next published state from; the counters are copied, nested
@@ -207,6 +251,8 @@ class AliasState(Observations):
         mine.last_failure = dict(self.last_failure)
         mine.failing_parts = dict(self.failing_parts)
         mine.part_failures = dict(self.part_failures)
+        mine.query_rows = dict(self.query_rows)
+        mine.queries_at = dict(self.queries_at)
         return mine
 
 

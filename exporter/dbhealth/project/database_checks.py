@@ -16,11 +16,15 @@ from collections.abc import Iterable
 
 from django.apps import apps
 from django.core import checks
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.utils import load_backend
 
-from dbhealth.configuration.targets import load_targets, service_options
+from dbhealth.configuration.targets import Target, load_targets, service_options
 from dbhealth.exposition.health_rows import AliasReport, build_report
 from dbhealth.probing.service import ProbeService
+from dbhealth.probing.vendors import PROBES
 from dbhealth.project.insight import project_layout
+from dbhealth.project.privileges import missing_grants
 
 
 # Tagged `database` like Django's own database checks, so that plain `check` never connects, and
@@ -32,7 +36,7 @@ def check_project_on_databases(
 ) -> list[checks.CheckMessage]:
     if not databases or project_layout().empty:
         return []
-    # An alias with a configuration problem is reported by check_targets (dbhealth.E002).
+    # An alias with a configuration problem is reported by check_targets (dbhealth.W003).
     targets = tuple(t for t in load_targets() if t.alias in databases and t.problem is None)
     if not targets:
         return []
@@ -81,3 +85,61 @@ def findings(row: AliasReport) -> list[checks.CheckMessage]:
             )
         )
     return messages
+
+
+# Vendors whose roles hold grants (SQLite's access is the file's, which a probe names itself).
+GRANTED = {"postgresql", "mysql"}
+
+
+# Deploy-only and tagged `database`, like the project check above: it connects.
+@checks.register(checks.Tags.database, deploy=True)
+def check_grants_on_databases(
+    app_configs=None, databases: Iterable[str] | None = None, **kwargs
+) -> list[checks.CheckMessage]:
+    """Per alias named, each grant its probe role lacks, the signals absent for want of it and
+    the statement that grants it."""
+    if not databases:
+        return []
+    messages: list[checks.CheckMessage] = []
+    for target in load_targets():
+        if target.alias in databases and target.problem is None and target.vendor in GRANTED:
+            messages += grant_findings(target)
+    return messages
+
+
+def grant_findings(target: Target) -> list[checks.CheckMessage]:
+    """On a connection of its own, made as the probe makes it (monitoring role, read-only,
+    the alias's deadline), closed before returning."""
+    layout = project_layout()
+    reads_migrations = target.migrations and bool(layout.migrations)
+    migrations_table = MigrationRecorder.Migration._meta.db_table if reads_migrations else None
+    probe = PROBES[target.vendor]
+    wrapper = None
+    try:
+        settings = probe.connection_settings(target.settings, target.deadline)
+        wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, target.alias)
+        wrapper.ensure_connection()
+        probe.prepare_connection(wrapper, target.deadline)
+        with wrapper.cursor() as cursor:
+            role, missing = missing_grants(probe, wrapper, cursor, migrations_table)
+    except Exception as exc:
+        reason = probe.classify(exc) or "error"
+        return [
+            checks.Warning(
+                f"database alias {target.alias!r}: its probe role's grants could not be read "
+                f"({reason}: {type(exc).__name__})",
+                id="dbhealth.W111",
+            )
+        ]
+    finally:
+        if wrapper is not None:
+            wrapper.close()
+    return [
+        checks.Warning(
+            f"database alias {target.alias!r}: role {role} lacks {grant.missing}, so these are "
+            f"absent: {', '.join(grant.signals)}",
+            hint=grant.statement,
+            id="dbhealth.W110",
+        )
+        for grant in missing
+    ]

@@ -15,6 +15,11 @@ Routes are every alias a model's reads (and writes) can go to, not one answer of
 load-balancing router (django-multidb-router's PinningReplicaRouter) answers db_for_read with a
 random replica on each call, and a single answer would pin the model to an arbitrary replica,
 a different one in every process. The routers are asked ROUTE_SAMPLES times per model instead.
+
+Where no router answers for a model (no routers, or all return None), Django sends its queries
+to `default` unless the code names an alias (`.using("replica")`, `save(using=...)`), which only
+the code knows: the route is then NOT_ROUTED, never `default` alone, so that a down replica read
+through `.using()` is not shown as breaking nothing. With a single database there is no choice.
 """
 
 from collections.abc import Callable
@@ -24,7 +29,8 @@ from functools import cache
 from typing import Any
 
 from django.apps import apps
-from django.db import router
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, router
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.operations.models import ModelOperation
@@ -42,6 +48,8 @@ MigrationKey = tuple[str, str]
 # that sends a share of a few percent to an alias (1 % is missed by 64 calls half of the time).
 # Bounded cost: 128 router calls per model, once per process.
 ROUTE_SAMPLES = 64
+# The read_alias or write_alias of a model no router routes (dbhealth_route_info's label value).
+NOT_ROUTED = "not routed"
 
 
 @dataclass(frozen=True)
@@ -199,8 +207,8 @@ def routes() -> tuple[Route, ...]:
     (read alias, write alias) pair a model can take, sorted, so every process has the same map."""
     found = []
     for model in sorted(apps.get_models(), key=lambda m: (m._meta.app_label, m.__name__)):
-        write_aliases = reachable(router.db_for_write, model)
-        for read_alias in reachable(router.db_for_read, model):
+        write_aliases = reachable(routed("db_for_write"), model)
+        for read_alias in reachable(routed("db_for_read"), model):
             for write_alias in write_aliases:
                 found.append(
                     Route(
@@ -213,17 +221,34 @@ def routes() -> tuple[Route, ...]:
     return tuple(found)
 
 
+def routed(method: str) -> Callable[[type], str]:
+    """The routers' `method` (db_for_read or db_for_write) as Django asks them, first answer
+    wins, but NOT_ROUTED where none answers and the project has more than one database."""
+
+    def answer(model: type) -> str:
+        for candidate in router.routers:
+            chosen = getattr(candidate, method, None)
+            alias = chosen(model) if chosen is not None else None
+            if alias:
+                return alias
+        return NOT_ROUTED if len(settings.DATABASES) > 1 else DEFAULT_DB_ALIAS
+
+    return answer
+
+
 def reachable(route: Callable[..., str], model: type) -> tuple[str, ...]:
     """Every alias `route` (db_for_read or db_for_write) answers for `model`, sorted."""
     return tuple(sorted({route(model) for _ in range(ROUTE_SAMPLES)}))
 
 
 def unmanaged_models(model_routes: tuple[Route, ...]) -> tuple[UnmanagedModel, ...]:
-    """Unmanaged models with every alias their reads or writes can go to."""
+    """Unmanaged models with every alias their reads or writes can go to (`default` for a model
+    no router routes: where Django sends it unless the code names another)."""
     aliases: dict[tuple[str, str], set[str]] = {}
     for route in model_routes:
         aliases.setdefault((route.app_label, route.model), set()).update(
-            (route.read_alias, route.write_alias)
+            DEFAULT_DB_ALIAS if alias == NOT_ROUTED else alias
+            for alias in (route.read_alias, route.write_alias)
         )
     found = []
     for model in apps.get_models():

@@ -7,14 +7,18 @@ number of Prometheus servers, shares its probes. Worker processes would each pro
 Why uvicorn: its asyncio loop holds client connections without a thread each, so idle and slow
 ("slowloris") clients cost a socket, never the thread a scrape needs (gunicorn's gthread worker
 gives every accepted connection a worker thread). Django runs each sync view in a thread of its
-own (ThreadSensitiveContext per request). uvicorn also speaks TLS.
+own (ThreadSensitiveContext per request).
 
 TLS, basic auth users and response headers come from DBHEALTH_WEB_CONFIG_FILE, the Prometheus
 exporter-toolkit's web configuration format (web_config.py). The file is read and every
-certificate loaded before anything is bound; uvicorn gets an ssl.SSLContext through Config's
-ssl_context_factory (uvicorn 0.47+), since its own ssl_* options have no minimum or maximum TLS
-version: web_config.ReloadingContext, which gives each new connection the context of the file
-as it is now (the file and its certificates are re-read when they change).
+certificate loaded before anything is bound. TLS is not uvicorn's (its ssl_* options have no
+minimum or maximum TLS version, and asyncio's handshakes run outside any connection limit):
+http_protocol does the handshake with web_config.ReloadingContext, which gives each new
+connection the context of the file as it is now (the file and its certificates are re-read when
+they change).
+
+Hostile clients (floods of idle, slow, kept-alive or handshaking connections, request bodies)
+are http_protocol's business: its module docstring lists the limits and deadlines.
 
 Embedded in a host project (`python -m django serve` with the host's settings, `exporter` in its
 INSTALLED_APPS), this process serves dbhealth's own URLconf and middleware, not the host's: it
@@ -24,35 +28,39 @@ runs beside the host's web workers, which then never probe.
 import ipaddress
 import logging
 import resource
-import ssl
 
 import uvicorn
-from django.conf import settings
-from django.urls import clear_url_caches
 
-from dbhealth.configuration.environment import env_seconds
-from dbhealth.serving import web_config
-from dbhealth.serving.http_protocol import REQUEST_HEAD_TIMEOUT_SECONDS, with_head_timeout
-from dbhealth.serving.service_settings import SERVICE_MIDDLEWARE, SERVICE_URLCONF
+from dbhealth.configuration.environment import env_count, env_seconds
+from dbhealth.serving import throttle, web_config
+from dbhealth.serving.application import MAX_REQUEST_HEAD_BYTES, service_application
+from dbhealth.serving.http_protocol import (
+    REQUEST_HEAD_TIMEOUT_SECONDS,
+    ConnectionLimits,
+    guarded_protocol,
+)
 
-DEFAULT_BIND = "127.0.0.1:10433"
-# Longer than Prometheus's default scrape interval (1 m): the connection one scrape used is still
-# open for the next, so the server never closes it just as Prometheus reuses it.
-KEEP_ALIVE_SECONDS = 75
-# Request heads larger than these never reach Django (see RequestHeadLimit).
-MAX_REQUEST_TARGET_BYTES = 4 * 1024
-MAX_REQUEST_HEAD_BYTES = 8 * 1024
-# Open client connections at most (idle ones count too, so it is generous): one more is closed
-# as soon as it is accepted (http_protocol), and so is one that does not send a whole request
-# head within DBHEALTH_REQUEST_HEAD_TIMEOUT seconds.
+# Open client connections at most (idle ones and TLS handshakes count too, so it is generous;
+# DBHEALTH_MAX_CONNECTIONS lowers it): at the limit the connection waiting longest is closed to
+# make room for a new one (http_protocol), and one that does not send a whole request within
+# DBHEALTH_REQUEST_HEAD_TIMEOUT seconds is closed.
 MAX_CONNECTIONS = 1000
+MAX_CONNECTIONS_SETTING = "DBHEALTH_MAX_CONNECTIONS"
 HEAD_TIMEOUT_SETTING = "DBHEALTH_REQUEST_HEAD_TIMEOUT"
+# The connections one client address may hold, by default: a quarter of the limit. Behind a
+# reverse proxy, or on loopback, every client has the proxy's address (see README).
+PER_CLIENT_SETTING = "DBHEALTH_CONNECTIONS_PER_CLIENT"
+PER_CLIENT_SHARE = 0.25
 # Connections waiting to be accepted, and so the most the event loop accepts in one go (asyncio
 # accepts up to the backlog at once, before it can close any beyond the limit).
 ACCEPT_BACKLOG = 128
-# File descriptors kept for everything but client connections: one accept burst, database
+# File descriptors kept for everything but client connections: accept bursts, database
 # connections (at most max_connections_per_server per server), log files, the interpreter's own.
-RESERVED_FILES = ACCEPT_BACKLOG + 128
+# A connection accepted in one turn of the event loop is closed (if it must be) two turns later,
+# when its protocol has been made, and its descriptor freed in the turn after: under a flood three
+# bursts more are accepted meanwhile (measured: "Too many open files" with one burst kept).
+ACCEPT_BURSTS_IN_FLIGHT = 4
+RESERVED_FILES = ACCEPT_BURSTS_IN_FLIGHT * ACCEPT_BACKLOG + 128
 # On SIGTERM, requests in flight get this long to finish (a scrape ends within its budget).
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
@@ -75,96 +83,8 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def apply_service_settings() -> None:
-    """Serve dbhealth's URLs through dbhealth's middleware, whatever the settings module says.
-
-    With a host project's settings, its DBHEALTH_ALLOWED_HOSTS (when set) replaces ALLOWED_HOSTS.
-    This process is dbhealth's own, so /metrics carries its process registry (process_*,
-    python_*, django_http_*) unless the settings say otherwise. Call before the ASGI application
-    is built: Django reads MIDDLEWARE when it builds the handler.
-    """
-    settings.ROOT_URLCONF = SERVICE_URLCONF
-    settings.MIDDLEWARE = list(SERVICE_MIDDLEWARE)
-    if not hasattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS"):
-        settings.DBHEALTH_EXPORT_PROCESS_METRICS = True
-    hosts = getattr(settings, "DBHEALTH_ALLOWED_HOSTS", None)
-    if hosts is not None:
-        if isinstance(hosts, str):
-            hosts = [host.strip() for host in hosts.split(",") if host.strip()]
-        settings.ALLOWED_HOSTS = list(hosts)
-    clear_url_caches()
-
-
-class RequestHeadLimit:
-    """ASGI middleware: 414 for a request target over MAX_REQUEST_TARGET_BYTES, 431 for headers
-    over MAX_REQUEST_HEAD_BYTES, before Django sees the request.
-
-    uvicorn's h11_max_incomplete_event_size (400) stops only a head still incomplete after a read:
-    one that arrives whole in a single read passes h11 at any size up to the read size.
-    """
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            path = scope.get("raw_path") or scope["path"].encode()
-            target = len(path) + 1 + len(scope["query_string"])
-            head = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-            if target > MAX_REQUEST_TARGET_BYTES:
-                return await refuse(send, 414, "request line too long")
-            if head > MAX_REQUEST_HEAD_BYTES:
-                return await refuse(send, 431, "request headers too large")
-        await self.app(scope, receive, send)
-
-
-class ResponseHeaders:
-    """ASGI middleware: set the web configuration's headers (http_server_config.headers) on every
-    response, replacing any of the same name, as the toolkit's Header().Set does. They are those
-    of the file as it is when the request starts (web_config re-reads it when it changes)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self._source: tuple[tuple[str, str], ...] = ()
-        self._encoded: tuple[list[tuple[bytes, bytes]], set[bytes]] = ([], set())
-
-    def current(self) -> tuple[list[tuple[bytes, bytes]], set[bytes]]:
-        """The headers, encoded, and their lower-case names (encoded again only on a change)."""
-        headers = web_config.active_headers()
-        if headers is not self._source:  # runs on the event loop only: no lock needed
-            encoded = [(name.encode(), value.encode()) for name, value in headers]
-            self._source, self._encoded = headers, (encoded, {name.lower() for name, _ in encoded})
-        return self._encoded
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers, names = self.current()
-        if not headers:
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
-                message = {**message, "headers": kept + headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-async def refuse(send, status: int, message: str) -> None:
-    body = f"{message}\n".encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def client_connection_limit() -> int:
-    """MAX_CONNECTIONS, or fewer when the open-file limit cannot hold them beside RESERVED_FILES.
+def client_connection_limit(connections: int = MAX_CONNECTIONS) -> int:
+    """`connections`, or fewer when the open-file limit cannot hold them beside RESERVED_FILES.
 
     Client connections must never take the descriptors a probe needs: a database connection
     that fails with "too many open files" would report the alias down to every scraper. So the
@@ -180,33 +100,41 @@ def client_connection_limit() -> int:
             soft = wanted
         except (ValueError, OSError):
             pass
-    if soft == resource.RLIM_INFINITY or soft >= MAX_CONNECTIONS + RESERVED_FILES:
-        return MAX_CONNECTIONS
+    if soft == resource.RLIM_INFINITY or soft >= connections + RESERVED_FILES:
+        return connections
     limit = max(soft - RESERVED_FILES, 1)
     logging.getLogger(__name__).warning(
         "open-file limit %d: accepting at most %d client connections (not %d) to keep %d "
         "descriptors for database connections; raise the limit (ulimit -n) to lift this",
         soft,
         limit,
-        MAX_CONNECTIONS,
+        connections,
         RESERVED_FILES,
     )
     return limit
 
 
+def connection_limits() -> ConnectionLimits:
+    """The limits on client connections, from the environment and the open-file limit;
+    ImproperlyConfigured, in one line, for a value that is not a number."""
+    request_timeout = env_seconds(HEAD_TIMEOUT_SETTING, default=REQUEST_HEAD_TIMEOUT_SECONDS)
+    wanted = env_count(MAX_CONNECTIONS_SETTING, default=MAX_CONNECTIONS)
+    per_client = env_count(PER_CLIENT_SETTING, default=max(int(wanted * PER_CLIENT_SHARE), 1))
+    connections = client_connection_limit(wanted)
+    return ConnectionLimits(
+        connections=connections,
+        per_client=min(per_client, connections),
+        request_timeout=request_timeout,
+    )
+
+
 def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.Server:
     """The server for dbhealth's ASGI application; raises ImproperlyConfigured as Django does
     (an unusable token file or web configuration file, for two) before anything is bound."""
-    from django.core.asgi import get_asgi_application
-
     web = web_config.configured_web_config()
-    head_timeout = env_seconds(HEAD_TIMEOUT_SETTING, default=REQUEST_HEAD_TIMEOUT_SECONDS)
-    apply_service_settings()
-    web_config.activate(web)
-    application = RequestHeadLimit(get_asgi_application())
-    if web is not None:  # headers may come with a later version of the file
-        application = ResponseHeaders(application)
-    tls = web.tls if web is not None else None
+    limits = connection_limits()
+    application = service_application(web)
+    tls = web_config.serving_context() if web is not None and web.tls is not None else None
     if web is not None:
         logging.getLogger(__name__).info("%s %s: %s", web_config.SETTING, web.path, web.summary)
     # log_config=None: uvicorn configures no logging of its own, so `uvicorn.error` propagates to
@@ -215,34 +143,24 @@ def build_server(host: str, port: int, *, access_log: bool = False) -> uvicorn.S
     if access_log and access.level == logging.NOTSET:
         # Asked for: one INFO line per request even where the root logger shows warnings only.
         access.setLevel(logging.INFO)
+    throttle.install()
+    # uvicorn's own connection limit and TLS stay off: guarded_protocol does both (uvicorn would
+    # answer 503 past its limit, and asyncio's TLS runs outside it, see http_protocol).
     config = uvicorn.Config(
         application,
         host=host,
         port=port,
         loop="asyncio",
-        http=with_head_timeout(head_timeout),
+        http=guarded_protocol(limits, tls),
         ws="none",
         lifespan="off",
         interface="asgi3",
         server_header=False,
         proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
-        limit_concurrency=client_connection_limit(),
         backlog=ACCEPT_BACKLOG,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,
         access_log=access_log,
-        ssl_context_factory=None if tls is None else prebuilt_context(web_config.serving_context()),
     )
     return uvicorn.Server(config)
-
-
-def prebuilt_context(context: ssl.SSLContext):
-    """An ssl_context_factory for uvicorn.Config that hands over a context already built (by
-    dbhealth.serving.web_config) instead of uvicorn's default one."""
-
-    def factory(config: uvicorn.Config, default_factory) -> ssl.SSLContext:
-        return context
-
-    return factory

@@ -5,10 +5,11 @@ the dbhealth service or under a prefix of a host project, whatever the host's mi
 """
 
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -18,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from dbhealth.configuration.targets import load_targets, target_by_alias
 from dbhealth.exposition.encoding import encode
-from dbhealth.exposition.families import StateCollector, reload_families
+from dbhealth.exposition.families import StateCollector
 from dbhealth.exposition.health_rows import build_report
 from dbhealth.exposition.project_families import ProjectCollector
 from dbhealth.probing.service import current_state, rendering_cost
@@ -30,8 +31,8 @@ MAX_ALIAS_PARAMETER = 200
 STATUS_REFRESH_SECONDS = 15
 
 
-class Families:
-    """Ready-made families as a collector."""
+class FamilyList:
+    """Families already built, as a collector (not exposition.families: that builds them)."""
 
     def __init__(self, families) -> None:
         self.families = families
@@ -63,42 +64,49 @@ def open_endpoint(view: View) -> View:
     return never_cache(require_safe(view))
 
 
-def exposition(request: HttpRequest, registry: Combined, aliases: int = 0) -> HttpResponse:
+def exposition(headers: Mapping[str, str], registry: Combined, aliases: int = 0) -> HttpResponse:
     """The encoded answer; its cost per alias is learnt so that scrapes keep time for it."""
     started = time.monotonic()
-    body, content_type = encode(registry, request.headers.get("Accept", ""))
+    body, content_type = encode(registry, headers.get("Accept", ""))
     rendering_cost.note(aliases, time.monotonic() - started)
     return HttpResponse(body, content_type=content_type)
 
 
 @endpoint
 def metrics(request: HttpRequest) -> HttpResponse:
-    """dbhealth's families; the process's default registry (process_*, python_*, django_http_*)
-    only when dbhealth is a process of its own. Embedded, that registry is the host's, which the
-    host exports itself: re-exported here, every series of it would exist twice."""
-    targets, state = current_state(budget=budget_from_headers(request.headers))
-    sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
-    reloads = []
-    if reload.config_file() is not None:
-        status = reload.status
-        reloads += reload_families(
-            "config", "configuration file", status.successful, status.last_success
-        )
-    live = web_config.active()
-    if live is not None:
-        reloads += reload_families(
-            "web_config", "web configuration file", live.successful, live.last_success
-        )
-    if reloads:
-        sources.append(Families(reloads))
-    if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
-        sources.append(REGISTRY)
-    return exposition(request, Combined(*sources), aliases=len(targets))
+    return metrics_response(request.headers)
 
 
 @endpoint
 def probe(request: HttpRequest) -> HttpResponse:
-    aliases = request.GET.getlist("alias")
+    return probe_response(request.GET, request.headers)
+
+
+def metrics_response(headers: Mapping[str, str]) -> HttpResponse:
+    """The answer of /metrics, for the view and for the service's ASGI scrape path alike
+    (serving/scrape_path.py), so both answer the same.
+
+    dbhealth's families; the process's default registry (process_*, python_*, django_http_*)
+    only when dbhealth is a process of its own. Embedded, that registry is the host's, which the
+    host exports itself: re-exported here, every series of it would exist twice."""
+    targets, state = current_state(budget=budget_from_headers(headers))
+    sources = [StateCollector(targets, state), ProjectCollector(targets, state)]
+    reloads = []
+    if reload.config_file() is not None:
+        reloads += reload.status.families()
+    live = web_config.active()
+    if live is not None:
+        reloads += live.outcome.families()
+    if reloads:
+        sources.append(FamilyList(reloads))
+    if getattr(settings, "DBHEALTH_EXPORT_PROCESS_METRICS", False):
+        sources.append(REGISTRY)
+    return exposition(headers, Combined(*sources), aliases=len(targets))
+
+
+def probe_response(query: QueryDict, headers: Mapping[str, str]) -> HttpResponse:
+    """The answer of /probe?alias=..., for the view and the ASGI scrape path alike."""
+    aliases = query.getlist("alias")
     if len(aliases) != 1 or not aliases[0] or len(aliases[0]) > MAX_ALIAS_PARAMETER:
         return plain_error(
             "exactly one alias parameter is required, e.g. /probe?alias=default", 400
@@ -106,9 +114,9 @@ def probe(request: HttpRequest) -> HttpResponse:
     target = target_by_alias(aliases[0])
     if target is None:
         return plain_error("unknown alias: not among the configured databases", 404)
-    targets, state = current_state([target.alias], budget_from_headers(request.headers))
+    targets, state = current_state([target.alias], budget_from_headers(headers))
     return exposition(
-        request,
+        headers,
         Combined(
             StateCollector(targets, state),
             ProjectCollector(targets, state, only_alias=target.alias),
@@ -121,7 +129,12 @@ def probe(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     targets, state = current_state(budget=budget_from_headers(request.headers))
     report = build_report(targets, state)
-    return JsonResponse(report.as_dict(), status=200 if report.healthy else 503)
+    response = JsonResponse(report.as_dict(), status=200 if report.healthy else 503)
+    # A 503 here is the answer asked for, not a server error: Django would log it on
+    # django.request at ERROR, which a host's AdminEmailHandler mails to ADMINS (DEBUG off) on
+    # every health check while a database is down. Django skips responses marked logged.
+    response._has_been_logged = True
+    return response
 
 
 @endpoint

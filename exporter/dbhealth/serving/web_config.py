@@ -87,12 +87,16 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from dbhealth.serving.bcrypt_queue import FairChecks, Verify, client_key
+from dbhealth.serving.reload_outcome import ReloadOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +116,8 @@ TLS_KEYS = (
 )
 HTTP_KEYS = ("headers", "http2")
 REFUSED = {
-    "rate_limit": "dbhealth has no rate limiter (past 1000 open connections uvicorn answers 503)",
+    "rate_limit": "dbhealth has no rate limiter (DBHEALTH_MAX_CONNECTIONS and "
+    "DBHEALTH_CONNECTIONS_PER_CLIENT bound connections instead)",
     "tls_server_config.cert": "Python's ssl loads certificates from files only: use cert_file",
     "tls_server_config.key": "Python's ssl loads keys from files only: use key_file",
     "tls_server_config.client_allowed_sans": "Python's ssl cannot check the client "
@@ -178,8 +183,10 @@ class BasicAuthUsers:
     could be tested offline without that key. It is bounded (CACHE_SIZE pairs, least recently
     used dropped first).
 
-    Checks that miss the cache run one at a time (as the toolkit's bcryptMtx does), so guessing
-    costs at most one core; a cached pair and the bearer token never wait for that lock.
+    Checks that miss the cache run one at a time and are shared fairly between clients
+    (serving/bcrypt_queue.py), so a wrong-password flood from one address neither costs more than
+    one core nor keeps another client's first check waiting for more than one check per client;
+    a cached pair and the bearer token never wait at all.
 
     A user not in the file is checked against a decoy hash with the highest cost in the file, so
     the time of an answer does not tell whether the user exists (exactly so when every user has
@@ -188,7 +195,7 @@ class BasicAuthUsers:
 
     CACHE_SIZE = 64
 
-    def __init__(self, hashes: dict[str, str]) -> None:
+    def __init__(self, hashes: dict[str, str], verify: Verify | None = None) -> None:
         self._hashes = {user: hashed.encode("ascii") for user, hashed in hashes.items()}
         cost = max(int(hashed[4:6]) for hashed in hashes.values())
         # A valid salt of that cost and a random checksum: checking against it costs a full
@@ -198,7 +205,7 @@ class BasicAuthUsers:
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
+        self._checks = FairChecks(verify or _bcrypt_verify)
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -207,33 +214,52 @@ class BasicAuthUsers:
         """The same users with the same hashes (so the same passwords pass)."""
         return self._hashes == other._hashes
 
-    def check(self, user: str, password: str) -> bool:
-        """True when `password` is the password of `user`."""
-        import bcrypt
+    def check(self, user: str, password: str, client: str = "") -> bool:
+        """True when `password` is the password of `user`; waits for a check when needed."""
+        return self.cached(user, password) or self.start_check(user, password, client).result()
 
-        user_bytes, password_bytes = user.encode(), password.encode()
-        key = hmac.new(
-            self._cache_key,
-            len(user_bytes).to_bytes(4, "big") + user_bytes + password_bytes,
-            sha256,
-        ).digest()
+    def cached(self, user: str, password: str) -> bool:
+        """True when this pair passed before (no bcrypt, no waiting)."""
+        key = self._key(user, password)
         with self._cache_lock:
             if key in self._verified:
                 self._verified.move_to_end(key)
                 return True
+        return False
+
+    def start_check(self, user: str, password: str, client: str) -> Future:
+        """The bcrypt check of a pair not cached, queued fairly for `client` (client_key of the
+        address): a future of True when the password is the user's (and then cached)."""
         hashed = self._hashes.get(user)
-        with self._bcrypt_lock:
-            try:
-                matches = bcrypt.checkpw(password_bytes, hashed or self._decoy)
-            except ValueError:  # a password over bcrypt's 72 bytes: never any user's
-                matches = False
-        if not (matches and hashed is not None):
-            return False
-        with self._cache_lock:
-            self._verified[key] = None
-            while len(self._verified) > self.CACHE_SIZE:
-                self._verified.popitem(last=False)
-        return True
+        checked = self._checks.submit(client_key(client), password.encode(), hashed or self._decoy)
+        answer: Future = Future()
+
+        def settle(done: Future) -> None:
+            matches = done.exception() is None and done.result() and hashed is not None
+            if matches:
+                key = self._key(user, password)
+                with self._cache_lock:
+                    self._verified[key] = None
+                    while len(self._verified) > self.CACHE_SIZE:
+                        self._verified.popitem(last=False)
+            answer.set_result(bool(matches))
+
+        checked.add_done_callback(settle)
+        return answer
+
+    def _key(self, user: str, password: str) -> bytes:
+        user_bytes = user.encode()
+        return hmac.new(
+            self._cache_key,
+            len(user_bytes).to_bytes(4, "big") + user_bytes + password.encode(),
+            sha256,
+        ).digest()
+
+
+def _bcrypt_verify(password: bytes, hashed: bytes) -> bool:
+    import bcrypt
+
+    return bcrypt.checkpw(password, hashed)
 
 
 def _salt(cost: int) -> bytes:
@@ -336,11 +362,9 @@ class LiveWebConfig:
     def __init__(self, config: WebConfig) -> None:
         self.path = config.path
         self.config = config
-        self.successful = True  # the last load succeeded (or none was needed)
-        self.last_success = time.time()  # wall clock: when the configuration in use was loaded
+        self.outcome = ReloadOutcome("web_config", "web configuration file")
         self._files = config.files
         self._pending = ""  # the problem of a load that failed while the files were fresh
-        self._logged = ""  # the problem last logged, while not successful
         self._next_check = time.monotonic() + self.CHECK_INTERVAL
         self._checking = threading.Lock()
 
@@ -384,20 +408,12 @@ class LiveWebConfig:
         old_users, new_users = self.config.users, config.users
         if old_users is not None and new_users is not None and old_users.same_users(new_users):
             config = dataclasses.replace(config, users=old_users)  # keeps its verified cache
-        self.config, self._files, self._pending, self._logged = config, config.files, "", ""
-        self.successful, self.last_success = True, time.time()
-        logger.info("%s %s reloaded: %s", SETTING, self.path, config.summary)
+        self.config, self._files, self._pending = config, config.files, ""
+        self.outcome.succeeded(f"{SETTING} {self.path}", config.summary)
 
     def _failed(self, problem: str) -> None:
         self._pending = ""
-        if self.successful or problem != self._logged:
-            logger.error(
-                "%s %s not reloaded, the last good configuration stays in use: %s",
-                SETTING,
-                self.path,
-                problem,
-            )
-        self.successful, self._logged = False, problem
+        self.outcome.failed(f"{SETTING} {self.path}", problem, every_time=False)
 
 
 class ReloadingContext(ssl.SSLContext):
@@ -441,8 +457,7 @@ def activate(config: WebConfig | None) -> None:
 
 
 def active() -> LiveWebConfig | None:
-    """The service's web configuration and the state of its reloads (successful,
-    last_success), None for none."""
+    """The service's web configuration and the outcome of its reloads, None for none."""
     return _active
 
 

@@ -13,7 +13,10 @@ import yaml
 from dbhealth.generators import dashboards
 from dbhealth.generators.dashboards import (
     ALIAS_TAG,
+    ALIAS_TEMPLATE_FILE,
+    ALIAS_TEMPLATE_UID,
     DATASOURCE,
+    DATASOURCE_INPUT,
     OVERVIEW_FILE,
     OVERVIEW_UID,
     DashboardAlias,
@@ -85,8 +88,11 @@ def walk(node: Any) -> Iterator[tuple[str, Any]]:
             yield from walk(item)
 
 
-def test_one_overview_and_one_file_per_alias(files: dict[str, dict]) -> None:
-    assert set(files) == {OVERVIEW_FILE, *BY_FILE}
+def test_one_overview_one_templated_alias_dashboard_and_one_file_per_alias(
+    files: dict[str, dict],
+) -> None:
+    assert set(files) == {OVERVIEW_FILE, ALIAS_TEMPLATE_FILE, *BY_FILE}
+    assert files[ALIAS_TEMPLATE_FILE]["uid"] == ALIAS_TEMPLATE_UID
 
 
 def test_files_are_json_with_the_required_keys(files: dict[str, dict]) -> None:
@@ -108,17 +114,32 @@ def test_uids_are_valid_and_unique(files: dict[str, dict]) -> None:
 
 @given(st.text(min_size=1, max_size=200))
 def test_any_alias_gets_a_valid_uid(alias: str) -> None:
-    assert UID.fullmatch(alias_uid(alias))
-    assert alias_uid(alias) != OVERVIEW_UID
+    uid = alias_uid(DashboardAlias(alias, "postgresql", replica=False))
+    assert UID.fullmatch(uid)
+    assert uid not in {OVERVIEW_UID, ALIAS_TEMPLATE_UID}
 
 
 def test_similar_or_long_aliases_get_distinct_uids() -> None:
     long_prefix = "reporting_warehouse_replica_"
     aliases = ["users_db", "users-db", "Users_DB", f"{long_prefix}1", f"{long_prefix}2", "ß", "∂"]
-    aliases += ["overview", "hash-x", "a b", "a-b"]
-    uids = {alias_uid(alias) for alias in aliases} | {OVERVIEW_UID}
-    assert len(uids) == len(aliases) + 1
-    assert alias_uid("users_db") == alias_uid("users_db")
+    aliases += ["overview", "alias", "hash-x", "a b", "a-b"]
+    uids = {alias_uid(DashboardAlias(alias, "postgresql", False)) for alias in aliases}
+    assert len(uids | {OVERVIEW_UID, ALIAS_TEMPLATE_UID}) == len(aliases) + 2
+
+
+def test_environments_share_a_uid_exactly_when_they_share_the_dashboard() -> None:
+    """prod's and staging's `default` from two configs, in one Grafana: the same vendor and
+    role make the same dashboard (its variables choose the environment), so the same uid
+    overwrites nothing; another vendor or role is another dashboard under another uid."""
+    prod = DashboardAlias("default", "postgresql", replica=False)
+    staging = DashboardAlias("default", "postgresql", replica=False)
+    [prod_files, staging_files] = [build_dashboards([a]) for a in (prod, staging)]
+    assert prod_files == staging_files
+    others = [
+        DashboardAlias("default", "sqlite", replica=False),
+        DashboardAlias("default", "postgresql", replica=True),
+    ]
+    assert len({alias_uid(a) for a in [prod, *others]}) == 3
 
 
 def test_panel_ids_are_unique(files: dict[str, dict]) -> None:
@@ -169,7 +190,7 @@ def test_panels_have_units_and_thresholds(files: dict[str, dict]) -> None:
 def test_every_expression_parses_as_promql_once_substituted(
     files: dict[str, dict], alias: DashboardAlias
 ) -> None:
-    for name in (OVERVIEW_FILE, f"alias-{alias.alias}.json"):
+    for name in (OVERVIEW_FILE, ALIAS_TEMPLATE_FILE, f"alias-{alias.alias}.json"):
         queries = dashboard_queries(files[name], alias.alias, alias.vendor)
         assert len(queries) > 5
         for query in queries:
@@ -183,6 +204,8 @@ def test_every_expression_parses_as_promql_once_substituted(
 def test_substitution_escapes_regex_characters(files: dict[str, dict]) -> None:
     queries = dashboard_queries(files[OVERVIEW_FILE], "shop.db", "postgresql")
     assert any(r'alias=~"shop\\.db"' in query for query in queries)
+    queries = dashboard_queries(files[ALIAS_TEMPLATE_FILE], "shop.db", "postgresql")
+    assert any('alias="shop.db"' in query for query in queries)
     with pytest.raises(ValueError, match="unknown template variable"):
         dashboard_queries(
             {"panels": [{"targets": [{"expr": "up{a=~'$nope'}"}]}], "annotations": {"list": []}},
@@ -191,14 +214,64 @@ def test_substitution_escapes_regex_characters(files: dict[str, dict]) -> None:
         )
 
 
-def test_alias_is_matched_as_a_regex_never_by_equality_with_the_variable(
+def test_multi_value_variables_are_matched_as_regexes_single_ones_by_equality(
     files: dict[str, dict],
 ) -> None:
+    """Grafana regex-escapes the values of multi-value and All variables (`(a|b)`) and leaves a
+    single value as it is: each variable is matched the way its values are written."""
     for name, dashboard in files.items():
-        for query in [expr for panel in panels(dashboard) for expr in exprs(panel)]:
-            assert not re.search(r'alias\s*=\s*"\$', query), (name, query)
+        queries = [expr for panel in panels(dashboard) for expr in exprs(panel)]
+        queries += [v["query"]["query"] for v in dashboard["templating"]["list"][1:]]
+        for variable in dashboard["templating"]["list"][1:]:
+            var = variable["name"]
+            as_regex = variable["multi"] or variable["includeAll"]
+            wrong = f'{var}="${var}"' if as_regex else f'{var}=~"${var}"'
+            assert not any(wrong in query for query in queries), (name, wrong)
+
+
+def test_every_panel_selects_the_exporter_and_the_alias(files: dict[str, dict]) -> None:
+    expected = {
+        OVERVIEW_FILE: ['job=~"$job"', 'instance=~"$instance"', 'env=~"$env"', 'alias=~"$alias"'],
+        ALIAS_TEMPLATE_FILE: [
+            'job="$job"',
+            'instance="$instance"',
+            'env=~"$env"',
+            'alias="$alias"',
+        ],
+    }
+    for name, alias in BY_FILE.items():
+        expected[name] = ['job="$job"', 'instance="$instance"', f"alias={json.dumps(alias.alias)}"]
+    for name, matchers in expected.items():
+        for panel in panels(files[name]):
+            for expr in exprs(panel):
+                assert all(m in expr for m in matchers), (name, panel["title"], expr)
+
+
+def test_the_overview_never_merges_exporters(files: dict[str, dict]) -> None:
+    """An aggregation or join that keeps `alias` keeps the exporter (job, instance) with it, so
+    prod's and staging's `default` are two rows, two lines, two links."""
     for panel in panels(files[OVERVIEW_FILE]):
-        assert all('alias=~"$alias"' in expr for expr in exprs(panel)), panel["title"]
+        for expr in exprs(panel):
+            for names in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
+                labels = {n.strip() for n in names.split(",")}
+                if labels & {"alias", "read_alias", "write_alias"}:
+                    assert {"job", "instance"} <= labels, (panel["title"], expr)
+
+
+def test_datasource_is_an_import_input_and_the_variables_default(files: dict[str, dict]) -> None:
+    """Grafana's import asks for `__inputs` and replaces `${DS_PROMETHEUS}` with the answer,
+    which only the datasource variable's default holds; provisioning leaves it, and Grafana
+    selects one of its Prometheus datasources for the unknown value."""
+    for name, dashboard in files.items():
+        [source] = dashboard["__inputs"]
+        assert (source["name"], source["type"], source["pluginId"]) == (
+            DATASOURCE_INPUT,
+            "datasource",
+            "prometheus",
+        )
+        variable = dashboard["templating"]["list"][0]
+        assert variable["current"]["value"] == f"${{{DATASOURCE_INPUT}}}"
+        assert json.dumps(dashboard).count(f"${{{DATASOURCE_INPUT}}}") == 2, name
 
 
 def test_counter_rates_use_the_rate_interval(files: dict[str, dict]) -> None:
@@ -221,8 +294,9 @@ def test_only_counters_are_rated(files: dict[str, dict]) -> None:
 
 def test_overview_variables(files: dict[str, dict]) -> None:
     variables = {v["name"]: v for v in files[OVERVIEW_FILE]["templating"]["list"]}
-    assert list(variables) == ["datasource", "vendor", "alias"]
-    for name in ("vendor", "alias"):
+    assert list(variables) == ["datasource", "job", "instance", "env", "vendor", "alias"]
+    assert variables["env"]["allValue"] == ".*"
+    for name in ("job", "instance", "env", "vendor", "alias"):
         variable = variables[name]
         assert variable["multi"] and variable["includeAll"]
         assert variable["query"]["query"].startswith("label_values(dbhealth_up")
@@ -268,6 +342,7 @@ def test_overview_names_the_worst_alias_of_each_trouble_signal(files: dict[str, 
         assert target["expr"].startswith(("topk(1, ", "bottomk(1, ")), target["expr"]
         assert (target["instant"], target["format"]) == (True, "time_series")
         assert "{{alias}}" in target["legendFormat"]
+        assert "{{instance}}" in target["legendFormat"]
 
 
 def test_overview_leaves_out_trouble_signals_no_alias_has() -> None:
@@ -310,31 +385,68 @@ def test_alias_panels_fit_vendor_and_role(files: dict[str, dict], name: str) -> 
         "dbhealth_aborted_connections_total",
     ):
         assert shown(metric) == mysql, metric
-    for metric in ("dbhealth_sqlite_wal_bytes", "dbhealth_integrity_ok"):
+    for metric in (
+        "dbhealth_sqlite_wal_bytes",
+        "dbhealth_integrity_ok",
+        "dbhealth_sqlite_freelist_bytes",
+    ):
         assert shown(metric) == (alias.vendor == "sqlite"), metric
+    for metric in (
+        "dbhealth_table_dead_rows",
+        "dbhealth_table_live_rows",
+        "dbhealth_table_last_vacuum_timestamp_seconds",
+        "dbhealth_table_last_analyze_timestamp_seconds",
+    ):
+        assert shown(metric) == postgresql, metric
+    assert shown("dbhealth_table_size_bytes") == alias.has_server
+    assert shown("dbhealth_table_free_bytes") == mysql
     assert shown("dbhealth_id_headroom_ratio")
     assert shown("dbhealth_ping_duration_seconds")
     assert all(f"alias={json.dumps(alias.alias)}" in e for p in dashboard_panels for e in exprs(p))
 
 
-def test_overview_links_to_every_alias_and_each_links_back(files: dict[str, dict]) -> None:
+def metric_names(dashboard: dict) -> set[str]:
+    return {
+        name
+        for panel in panels(dashboard)
+        for expr in exprs(panel)
+        for name in re.findall(r"\bdbhealth_\w+", expr)
+    }
+
+
+def test_the_templated_alias_dashboard_has_every_panel_of_every_alias(
+    files: dict[str, dict],
+) -> None:
+    template = files[ALIAS_TEMPLATE_FILE]
+    variables = [v["name"] for v in template["templating"]["list"]]
+    assert variables == ["datasource", "job", "instance", "env", "alias"]
+    assert ALIAS_TAG in template["tags"]
+    for name in BY_FILE:
+        assert metric_names(files[name]) <= metric_names(template), name
+
+
+def test_overview_links_to_the_alias_dashboard_and_each_links_back(
+    files: dict[str, dict],
+) -> None:
     overview = files[OVERVIEW_FILE]
     tag_links = [link for link in overview["links"] if link["type"] == "dashboards"]
     assert [link["tags"] for link in tag_links] == [[ALIAS_TAG]]
-    data_links = {
-        link["url"]
-        for panel in panels(overview)
-        for override in panel["fieldConfig"]["overrides"]
-        for prop in override["properties"]
-        if prop["id"] == "links"
-        for link in prop["value"]
-    }
+    [timeline] = [p for p in panels(overview) if p["type"] == "state-timeline"]
+    [data_link] = timeline["fieldConfig"]["defaults"]["links"]
+    assert data_link["url"] == (
+        f"/d/{ALIAS_TEMPLATE_UID}?var-job=${{__field.labels.job}}"
+        "&var-instance=${__field.labels.instance}&var-env=${__field.labels.env}"
+        "&var-alias=${__field.labels.alias}&${__url_time_range}"
+    )
+    [template_link] = [link for link in overview["links"] if link["type"] == "link"]
+    assert template_link["url"] == f"/d/{ALIAS_TEMPLATE_UID}"
     for name, alias in BY_FILE.items():
         dashboard = files[name]
         assert ALIAS_TAG in dashboard["tags"]
-        assert any(url.startswith(f"/d/{dashboard['uid']}?") for url in data_links), name
-        back = [link["url"] for link in dashboard["links"] if link["type"] == "link"]
-        assert back == [f"/d/{OVERVIEW_UID}?var-alias={alias.alias}"]
+        [back] = [link for link in dashboard["links"] if link["type"] == "link"]
+        assert back["url"] == f"/d/{OVERVIEW_UID}?var-alias={alias.alias}"
+        # ...with the dashboard's job, instance and env selected there too.
+        assert back["includeVars"]
 
 
 def test_panel_thresholds_match_the_alert_defaults() -> None:

@@ -137,7 +137,7 @@ def misspellings() -> dict[str, dict]:
         "colourMode": lambda d, p: p["stat"]["options"],
         "mergeValue": lambda d, p: p["state-timeline"]["options"],
         "colapsed": lambda d, p: p["row"],
-        "matchr": lambda d, p: p["state-timeline"]["fieldConfig"]["overrides"][0],
+        "fixedColour": lambda d, p: p["timeseries"]["fieldConfig"]["defaults"]["color"],
         "lable": lambda d, p: d["templating"]["list"][0],
         "iconColour": lambda d, p: d["annotations"]["list"][0],
         "timepickr": lambda d, p: d,

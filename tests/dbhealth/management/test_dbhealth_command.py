@@ -4,6 +4,8 @@ import json
 from io import StringIO
 
 import pytest
+from dbhealth.exposition.health_rows import AliasReport
+from dbhealth.management.commands.dbhealth import Command
 from django.core.management import CommandError, call_command
 
 from tests.dbhealth_fixtures import refused_postgres_entry
@@ -68,3 +70,56 @@ def test_a_critical_alias_down_exits_two_and_says_why(exporter_settings, postgre
     row = next(line for line in output.splitlines() if line.startswith("gone"))
     assert "DOWN" in row and "refused" in row
     assert "planted-secret" not in output
+
+
+def report_row(**changes) -> AliasReport:
+    """A row as build_report makes it for an alias that is up, embedded in a project."""
+    row = AliasReport(
+        alias="default",
+        vendor="postgresql",
+        critical=True,
+        up=True,
+        reason=None,
+        message=None,
+        ping_seconds=0.001,
+        probe_seconds=0.01,
+        size_bytes=1024.0,
+        connections=3,
+        connections_max=100,
+        replica=False,
+        replication_lag_seconds=None,
+        top_statement=None,
+        top_statement_mean_seconds=None,
+        statements_problem=None,
+        last_success_age_seconds=0.5,
+        migrations_pending=0,
+        unmanaged_tables_missing=[],
+    )
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return row
+
+
+def table(*rows: AliasReport) -> list[str]:
+    out = StringIO()
+    command = Command(stdout=out, no_color=True)
+    command.write_table(list(rows), django=True)
+    return out.getvalue().splitlines()
+
+
+def test_multi_line_statements_and_messages_keep_one_line_per_alias():
+    statement = "SELECT id,\n       name\n  FROM shop_product\n WHERE id = $1"
+    lines = table(
+        report_row(top_statement=statement, top_statement_mean_seconds=0.002),
+        report_row(alias="gone", up=False, reason="refused", message="connection failed:\n  no"),
+    )
+    assert len(lines) == 3, lines
+    assert lines[1].endswith("2.0 ms SELECT id, name FROM shop_product WHERE id = $1"), lines[1]
+    assert "refused: connection failed: no" in lines[2]
+
+
+def test_an_alias_whose_migrations_are_not_read_is_not_up_to_date():
+    """`migrations: False`: /healthz says null, and the table says so too."""
+    lines = table(report_row(), report_row(alias="legacy_db", migrations_pending=None))
+    assert "up to date" in lines[1]
+    assert "up to date" not in lines[2] and "migrations not read" in lines[2]

@@ -490,7 +490,7 @@ def test_a_missing_statements_extension_is_asked_for_once_per_refresh_interval(
     assert alias.statements_available is False
     assert harness.value("dbhealth_statements_available", alias="bare") == 0
     log = server.logfile.read_bytes()[log_size:].decode(errors="replace")
-    assert log.count('relation "pg_stat_statements" does not exist') == 1
+    assert log.count("function pg_stat_statements(boolean) does not exist") == 1
 
 
 def test_every_change_of_an_alias_is_logged_once(make_postgres, make_harness, caplog):

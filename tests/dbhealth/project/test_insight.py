@@ -12,6 +12,7 @@ import pytest
 from dbhealth.configuration.targets import normalized_settings
 from dbhealth.probing.vendors.sqlite import SQLiteProbe
 from dbhealth.project.insight import (
+    NOT_ROUTED,
     MigrationNode,
     ProjectLayout,
     UnmanagedModel,
@@ -19,6 +20,7 @@ from dbhealth.project.insight import (
     pending_migrations,
     reachable,
     read_project,
+    routed,
 )
 from django.db import migrations, models, router
 from django.db.migrations.state import ProjectState
@@ -174,3 +176,25 @@ def test_every_replica_of_a_load_balancing_router_is_reachable():
         assert reachable(router.db_for_write, BLOG_POST) == ("default",)
     # A router with one answer has one route, as before.
     assert reachable(router.db_for_read, BLOG_POST) == ("read_replica",)
+
+
+SHOP_PRODUCT = SimpleNamespace(_meta=SimpleNamespace(app_label="shop"))
+
+
+def test_a_model_no_router_routes_is_not_routed():
+    """Its reads go wherever the code sends them (`.using("replica")`), `default` only when the
+    code names none: not `default` alone."""
+    databases = {"default": {}, "replica": {}}
+    with override_settings(DATABASES=databases):
+        assert reachable(routed("db_for_read"), SHOP_PRODUCT) == (NOT_ROUTED,)
+        assert reachable(routed("db_for_write"), SHOP_PRODUCT) == (NOT_ROUTED,)
+        # What a router answers stays its answer.
+        assert reachable(routed("db_for_read"), BLOG_POST) == ("read_replica",)
+        assert reachable(routed("db_for_write"), BLOG_POST) == ("default",)
+    with override_settings(DATABASES=databases, DATABASE_ROUTERS=[]):
+        assert reachable(routed("db_for_read"), BLOG_POST) == (NOT_ROUTED,)
+
+
+def test_with_one_database_every_model_is_routed_there():
+    with override_settings(DATABASES={"default": {}}, DATABASE_ROUTERS=[]):
+        assert reachable(routed("db_for_read"), SHOP_PRODUCT) == ("default",)

@@ -1,5 +1,7 @@
 """A client gets DBHEALTH_REQUEST_HEAD_TIMEOUT seconds to send a whole request head; idle time
 between requests on a kept-alive connection is the keep-alive timeout's business, not this one's.
+The ConnectionTable's choice of which connection makes room is tested here on its own; the
+floods themselves are in tests/security/test_floods.py.
 
 Each test waits for the server to close a connection (an event) within a generous bound; none
 compares durations.
@@ -9,7 +11,9 @@ import contextlib
 import socket
 import time
 
+import h11
 import pytest
+from dbhealth.serving.http_protocol import ConnectionLimits, ConnectionTable, announces_body
 
 from tests.serving import manage, serve
 
@@ -121,3 +125,69 @@ def test_a_bad_timeout_is_one_line(tmp_path):
     assert result.stderr.strip() == (
         "dbhealth: DBHEALTH_REQUEST_HEAD_TIMEOUT must be a positive number of seconds; got 'soon'"
     )
+
+
+class FakeConnection:
+    """What ConnectionTable needs of a connection: its client's address and a way to close it."""
+
+    def __init__(self, table, client: str = "10.0.0.1") -> None:
+        self.table, self.client_address, self.closed = table, client, False
+
+    def close_connection(self) -> None:
+        self.closed = True
+        self.table.release(self)
+
+
+def table_of(connections: int, per_client: int) -> ConnectionTable:
+    return ConnectionTable(ConnectionLimits(connections=connections, per_client=per_client))
+
+
+def admitted(table, client: str = "10.0.0.1") -> FakeConnection:
+    connection = FakeConnection(table, client)
+    assert table.admit(connection)
+    return connection
+
+
+def test_room_is_made_from_the_longest_waiting_then_the_longest_receiving_never_the_answered():
+    table = table_of(connections=4, per_client=4)
+    answered, receiving, idle_old, idle_new = (admitted(table) for _ in range(4))
+    table.set_answering(answered)
+    table.set_receiving(receiving)
+    table.set_waiting(idle_old)  # kept alive after an answer: waiting again, newest of the three
+    table.set_waiting(idle_new)
+    # Each newcomer is answered at once, as a scrape is, so it is never the one to go.
+    table.set_answering(admitted(table))
+    assert idle_old.closed and not idle_new.closed
+    table.set_answering(admitted(table))
+    assert idle_new.closed and not receiving.closed
+    table.set_answering(admitted(table))
+    assert receiving.closed
+    assert not answered.closed and len(table.open) == 4
+    assert not table.admit(FakeConnection(table))  # every one is being answered
+
+
+def test_a_new_connection_is_refused_when_every_other_is_being_answered():
+    table = table_of(connections=2, per_client=2)
+    for connection in (admitted(table), admitted(table)):
+        table.set_answering(connection)
+    assert not table.admit(FakeConnection(table))
+    assert len(table.open) == 2
+
+
+def test_a_client_at_its_share_makes_room_among_its_own_connections_only():
+    table = table_of(connections=10, per_client=2)
+    other = admitted(table, "10.0.0.2")  # idle longest of all
+    mine = [admitted(table, "10.0.0.1") for _ in range(2)]
+    admitted(table, "10.0.0.1")
+    assert mine[0].closed and not mine[1].closed and not other.closed
+    assert table.per_client["10.0.0.1"] == 2
+
+
+def test_only_a_body_that_is_announced_is_refused():
+    def request(*headers: tuple[str, str]) -> h11.Request:
+        return h11.Request(method="POST", target="/", headers=[("Host", "x"), *headers])
+
+    assert announces_body(request(("Content-Length", "1")))
+    assert announces_body(request(("Transfer-Encoding", "chunked")))
+    assert not announces_body(request(("Content-Length", "0")))
+    assert not announces_body(request())

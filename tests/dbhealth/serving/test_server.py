@@ -1,6 +1,6 @@
 """The service keeps file descriptors for its database connections, whatever clients do: it
 raises its open-file limit as far as it may, and accepts no more client connections than the
-limit leaves room for (a connection beyond that is closed as soon as it is accepted)."""
+limit leaves room for (at the limit, the connection waiting longest is closed for a new one)."""
 
 import os
 import socket
@@ -9,9 +9,10 @@ import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
+import pytest
 from dbhealth.serving.server import MAX_CONNECTIONS, RESERVED_FILES
 
-from tests.serving import serve
+from tests.serving import manage, serve
 
 WITH_LIMIT = (
     "import os, resource, sys; "
@@ -50,7 +51,7 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path):
 
 
 def test_a_flood_of_connections_leaves_descriptors_for_the_databases(tmp_path):
-    soft = 400
+    soft = RESERVED_FILES + 150
     limit = soft - RESERVED_FILES
     assert limit < MAX_CONNECTIONS
     with serve_with_open_file_limit(tmp_path, soft, soft) as served, ExitStack() as stack:
@@ -62,7 +63,7 @@ def test_a_flood_of_connections_leaves_descriptors_for_the_databases(tmp_path):
             stack.enter_context(socket.create_connection((host, int(port)), timeout=WAIT))
             for _ in range(soft + 50)  # more than the process could hold descriptors for
         ]
-        # Those beyond the limit are closed by the server as soon as it accepts them.
+        # As many as go beyond the limit are closed by the server (the oldest, to make room).
         give_up_at = time.monotonic() + WAIT
         while sum(map(closed_by_peer, flood)) < len(flood) - limit:
             assert time.monotonic() < give_up_at, sum(map(closed_by_peer, flood))
@@ -95,3 +96,14 @@ def closed_by_peer(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+@pytest.mark.parametrize("name", ["DBHEALTH_MAX_CONNECTIONS", "DBHEALTH_CONNECTIONS_PER_CLIENT"])
+@pytest.mark.parametrize("value", ["many", "0", "-5", "2.5"])
+def test_a_bad_connection_count_is_one_line(tmp_path, name, value):
+    env = {"PATH": "/usr/bin:/bin", "DBHEALTH_DATA_DIR": str(tmp_path), name: value}
+    result = manage(["serve", "--bind", "127.0.0.1:1"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"dbhealth: {name} must be a whole number of at least 1; got {value!r}"
+    )

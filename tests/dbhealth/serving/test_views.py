@@ -255,3 +255,27 @@ def test_build_info_names_the_versions(sqlite_alias):
     assert f'django="{django.get_version()}"' in line
     assert 'version="' in line and 'revision="' in line and 'python="' in line
     assert line.endswith(" 1.0")
+
+
+def test_a_503_from_healthz_is_neither_mailed_to_admins_nor_logged_as_a_server_error(
+    exporter_settings, caplog
+):
+    """As in a host project with ADMINS and DEBUG off: Django mails every 5xx it logs on
+    django.request (AdminEmailHandler); healthz's 503 is its answer, not a failure. (This
+    process has Django's default logging, so the "django" logger has that handler.)"""
+    import logging
+
+    from django.core import mail
+
+    exporter_settings({"default": refused_postgres_entry("never-mailed")})
+    caplog.set_level(logging.INFO, logger="django.request")
+    with override_settings(
+        ADMINS=[("Ops", "ops@example.com")],
+        DEBUG=False,
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    ):
+        mail.outbox = []
+        response = Client().get("/healthz")
+        assert response.status_code == 503
+        assert mail.outbox == []
+    assert [r for r in caplog.records if r.name == "django.request"] == []

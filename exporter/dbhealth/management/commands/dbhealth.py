@@ -80,10 +80,10 @@ def table_row(row: AliasReport, django: bool = False) -> tuple[str, ...]:
     connections = "-"
     if row.connections is not None:
         connections = f"{row.connections}/{row.connections_max or '?'}"
-    reason = "-" if row.up else f"{row.reason}: {row.message or ''}".strip()
+    reason = "-" if row.up else one_line(f"{row.reason}: {row.message or ''}")
     top = "-"
     if row.top_statement:
-        top = f"{row.top_statement_mean_seconds * 1000:.1f} ms {row.top_statement[:60]}"
+        top = f"{row.top_statement_mean_seconds * 1000:.1f} ms {one_line(row.top_statement)[:60]}"
     cells = (
         row.alias,
         row.vendor,
@@ -95,6 +95,11 @@ def table_row(row: AliasReport, django: bool = False) -> tuple[str, ...]:
         seconds_text(row.replication_lag_seconds) if row.replica else "-",
     )
     return (*cells, findings_text(row), top) if django else (*cells, top)
+
+
+def one_line(text: str) -> str:
+    """Statement texts and driver messages span lines; a table row must not."""
+    return " ".join(text.split())
 
 
 def findings_text(row: AliasReport) -> str:

@@ -28,6 +28,13 @@ class VendorProbe(ABC):
     def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
         """A copy of the alias's Django settings with driver timeouts and read-only mode added."""
 
+    def settings_after_refusal(
+        self, settings: dict[str, Any], error: BaseException
+    ) -> dict[str, Any] | None:
+        """Settings to connect with instead when the server refused these ones for a start-up
+        setting it does not take, or None (most servers take whatever their driver sends)."""
+        return None
+
     def prepare_connection(self, wrapper: Any, deadline: float) -> None:  # noqa: B027
         """Run once on every new connection, before the first probe query; most need nothing."""
 
@@ -62,6 +69,13 @@ class VendorProbe(ABC):
         """The `top_n` id columns (sequences, AUTO_INCREMENT, rowid) with the least headroom,
         or None where that cannot be read. Read at most once per refresh_interval."""
         return None
+
+    def read_maintenance(  # noqa: B027
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        """What maintenance (VACUUM, ANALYZE, OPTIMIZE) is due, for the `top_n` tables with the
+        most dead rows and the largest: fills `tables` and the vendor's own fields of
+        MAINTENANCE_FIELDS. Read at most once per refresh_interval."""
 
     def read_integrity(self, wrapper: Any, cursor: Any) -> bool | None:
         """A consistency check of the database file, or None where the vendor has none. Read at

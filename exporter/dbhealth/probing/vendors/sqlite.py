@@ -4,6 +4,12 @@ A probe must not create files: a missing database file is a down alias, whether 
 a `file:` URI, and a WAL database without its -shm file is opened immutable, because a read-only
 open would create it. An immutable open caches what it read, so it is never kept between probes.
 
+A kept connection holds the file it opened, whatever happens to the path: every probe compares
+the device and inode of the path with those of the file opened, so a deleted file reads down on
+the next probe and a file replaced by another (a restore renamed over it) is opened anew. The
+ping reads page 1 (the schema's root), so a file with an SQLite header and no readable database
+behind it fails at once, reading a page or a few, never the whole file.
+
 Health signals: the size of the -wal file on every probe (a WAL that only grows means a reader
 holds an old snapshot and checkpoints cannot restart it), the rowid headroom of every rowid table
 per refresh_interval, and `PRAGMA quick_check` per integrity_interval. SQLite has no statement
@@ -39,6 +45,7 @@ ROWID_BATCH = 100
 TABLE_LIST_SINCE = (3, 37, 0)
 ROWID_NAMES = ("rowid", "_rowid_", "oid")
 SQLITE_CORRUPT = 11
+SQLITE_BUSY = 5
 
 
 class UnusableDatabaseFile(Exception):
@@ -53,13 +60,31 @@ class NotAnSQLiteDatabase(UnusableDatabaseFile):
     """No SQLite header: only the size read would fail, and the alias would look up."""
 
 
+class DatabaseFileReplaced(Exception):
+    """The path names another file than the connection opened: open it anew."""
+
+
+# Where connection_settings() records the configured path and the device and inode of the file
+# it named when checked: (path, (device, inode)), None for an in-memory database.
+FILE_IDENTITY = "DBHEALTH_FILE_IDENTITY"
+# Touches the schema's root page (page 1) and parses the schema: `SELECT 1` reads no page.
+PING = "SELECT 1 FROM sqlite_master LIMIT 1"
+BUSY_TIMEOUT = "PRAGMA busy_timeout = {milliseconds}"
+
+
 class SQLiteProbe(VendorProbe):
     vendor: ClassVar[str] = "sqlite"
 
     def connection_settings(self, settings: dict[str, Any], deadline: float) -> dict[str, Any]:
         result = copy.deepcopy(settings)
-        result["NAME"] = read_only_name(str(result["NAME"]))
+        configured = str(result["NAME"])
+        result["NAME"] = read_only_name(configured)
         result["OPTIONS"]["timeout"] = max(0.05, deadline)
+        # The file as it was checked just before the connection opens it: were it replaced in
+        # between, the first probe sees a difference and opens the new one. The path as
+        # configured, so that a symbolic link pointed elsewhere counts as a replacement.
+        path = configured_path(configured) if database_path(result["NAME"]) else None
+        result[FILE_IDENTITY] = None if path is None else (path, file_identity(path))
         return result
 
     def keep_connection(self, settings: dict[str, Any]) -> bool:
@@ -72,10 +97,37 @@ class SQLiteProbe(VendorProbe):
         return not (is_uri(name) and IMMUTABLE in split_uri(name)[1])
 
     def start_probe(self, wrapper: Any, remaining: float) -> None:
+        watched = wrapper.settings_dict.get(FILE_IDENTITY)
+        if watched is not None:
+            path, opened = watched
+            identity = file_identity(path)
+            if identity is None:
+                raise MissingDatabaseFile(f"database file {path} no longer exists")
+            if identity != opened:
+                raise DatabaseFileReplaced(f"database file {path} was replaced")
         # A lock held by a writer makes SQLite wait in its busy handler: never past the deadline.
-        wrapper.connection.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
+        wrapper.dbhealth_busy_milliseconds = max(1, int(remaining * 1000))
+        wrapper.connection.execute(
+            BUSY_TIMEOUT.format(milliseconds=wrapper.dbhealth_busy_milliseconds)
+        )
         # When this probe's long reads must stop (the wrapper is this alias's alone).
         wrapper.dbhealth_stop_at = time.monotonic() + max(0.0, remaining - STOP_HEADROOM)
+
+    def ping(self, cursor: Any) -> None:
+        """Read page 1 without waiting for a lock: a file a writer holds (rollback journal) has
+        answered, as the header read before opening it showed; its pages are read next time."""
+        wrapper = cursor.db
+        wrapper.connection.execute(BUSY_TIMEOUT.format(milliseconds=0))
+        try:
+            cursor.execute(PING)
+            cursor.fetchall()
+        except Exception as exc:
+            if getattr(driver_error(exc), "sqlite_errorcode", 0) & 0xFF != SQLITE_BUSY:
+                raise
+        finally:
+            wrapper.connection.execute(
+                BUSY_TIMEOUT.format(milliseconds=wrapper.dbhealth_busy_milliseconds)
+            )
 
     def read_activity(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         # No query: the file's size, so a reader stuck on an old snapshot cannot hide it.
@@ -166,6 +218,16 @@ class SQLiteProbe(VendorProbe):
                 timer.join()
         return [tuple(row) for row in rows] == [("ok",)]
 
+    def read_maintenance(
+        self, wrapper: Any, cursor: Any, observations: Observations, top_n: int
+    ) -> None:
+        """Free pages times the page size: what VACUUM would give back (SQLite reuses free
+        pages but never shrinks the file by itself, unless auto_vacuum is on)."""
+        cursor.execute("PRAGMA freelist_count")
+        free_pages = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        observations.sqlite_freelist_bytes = int(free_pages) * int(cursor.fetchone()[0])
+
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         observations.version = sqlite3.sqlite_version
         observations.replica = False
@@ -255,15 +317,35 @@ def open_mode(path: Path) -> str:
     return IMMUTABLE if in_wal_mode and not os.path.exists(f"{path}-shm") else "mode=ro"
 
 
-def wal_path(name: str) -> str | None:
-    """The -wal file beside the database that NAME (as connection_settings() made it) opens, or
-    None for an in-memory database, which has none."""
+def database_path(name: str) -> str | None:
+    """The file that NAME (as connection_settings() made it) opens, or None for an in-memory
+    database."""
     if not is_uri(name):
         return None  # ":memory:": every file is named by a URI once connection_settings() ran
     path, parameters = split_uri(name)
     if path in ("", ":memory:") or any(is_memory_mode(parameter) for parameter in parameters):
         return None
-    return f"{path}-wal"
+    return path
+
+
+def configured_path(name: str) -> str:
+    """The file path NAME gives, before any symbolic link in it is followed."""
+    return split_uri(name)[0] if is_uri(name) else name
+
+
+def wal_path(name: str) -> str | None:
+    """The -wal file beside the database that NAME opens, or None for an in-memory database."""
+    path = database_path(name)
+    return None if path is None else f"{path}-wal"
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """Device and inode of the file the path names now, None when there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def file_size(path: str) -> int:

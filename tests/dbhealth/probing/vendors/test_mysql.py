@@ -2,10 +2,11 @@
 
 import secrets
 
+import MySQLdb
 import pytest
 from dbhealth.exposition.families import label_text
 from dbhealth.probing.statement_text import sanitize
-from dbhealth.probing.vendors.mysql import OWN_SHAPES, statement_shape
+from dbhealth.probing.vendors.mysql import is_own_statement
 
 
 @pytest.fixture
@@ -99,14 +100,10 @@ def test_the_probes_own_statements_are_left_out(mariadb, make_harness):
         " WHERE SCHEMA_NAME = %s",
         params=[schema],
     )
-    own = [text for (text,) in digests if statement_shape(text) in OWN_SHAPES]
+    own = [text for (text,) in digests if is_own_statement(text)]
     # Everything the probe sends (and Django and mysqlclient on its connection) is recognized...
     assert len(own) >= 10, digests
-    assert not [
-        text
-        for (text,) in digests
-        if statement_shape(text) not in OWN_SHAPES and "CONCAT" not in text
-    ]
+    assert not [text for (text,) in digests if not is_own_statement(text) and "CONCAT" not in text]
     # ...and left out: on a quiet schema only the other client's statement remains.
     texts = [s.query for s in harness.alias("quiet").statements]
     assert len(texts) == 1 and "CONCAT" in texts[0], texts
@@ -121,3 +118,62 @@ def test_statement_texts_pass_through_sanitize(mariadb, legacy):
         statement.query == sanitize(statement.query, "mysql")
         for statement in legacy.alias("legacy").statements
     )
+
+
+def test_a_probe_sharing_the_applications_user_shows_its_statements_not_its_own(
+    mariadb, make_harness
+):
+    """The embedded default: no monitoring user, the probe uses the application's. Statements
+    are left out by what they are, so the application's show and no probe's does, neither the
+    shared user's probe nor a second alias's probe on the same schema under `monitor`."""
+    suffix = secrets.token_hex(4)
+    schema, user = f"shared_{suffix}", f"app_{suffix}"
+    mariadb.create_database(schema)
+    password = mariadb.create_user(
+        user,
+        grants=(
+            f"ALL ON `{schema}`.*",
+            "PROCESS, REPLICATION CLIENT, REPLICA MONITOR ON *.*",
+            "SELECT ON performance_schema.*",
+        ),
+    )
+    mariadb.sql(f"GRANT SHOW VIEW, REFERENCES ON `{schema}`.* TO monitor@'%'")
+    harness = make_harness(
+        {
+            "app": mariadb.django_settings(schema, user, password),
+            "monitoring": mariadb.django_settings(schema, "monitor", mariadb.monitor_password),
+        },
+        refresh_interval=0.0,
+    )
+    application = MySQLdb.connect(
+        host=mariadb.host, port=mariadb.port, user=user, password=password, db=schema
+    )
+    try:
+        with application.cursor() as cursor:
+            cursor.execute("CREATE TABLE orders (id INT PRIMARY KEY, total INT)")
+            cursor.execute("INSERT INTO orders VALUES (1, 10), (2, 20)")
+            application.commit()
+            for number in range(3):
+                cursor.execute("SELECT total FROM orders WHERE id = %s", [number])
+                cursor.fetchall()
+    finally:
+        application.close()
+    for _ in range(3):
+        harness.round()
+    digests = [
+        text
+        for (text,) in mariadb.sql(
+            "SELECT DIGEST_TEXT FROM performance_schema.events_statements_summary_by_digest"
+            " WHERE SCHEMA_NAME = %s",
+            params=[schema],
+        )
+    ]
+    # Both probes ran their statements on the schema: there was something to leave out.
+    assert len([text for text in digests if is_own_statement(text)]) >= 10, digests
+    for alias in ("app", "monitoring"):
+        shown = {statement.query.split()[0] for statement in harness.alias(alias).statements}
+        # The application's four statements, and nothing else.
+        assert len(harness.alias(alias).statements) == 4, harness.alias(alias).statements
+        assert shown == {"CREATE", "INSERT", "SELECT", "COMMIT"}, alias
+        selects = [s.query for s in harness.alias(alias).statements if s.query.startswith("SELECT")]
+        assert selects == ["SELECT `total` FROM `orders` WHERE ID = ? "], selects

@@ -95,3 +95,46 @@ def test_without_process_the_activity_is_unknown_and_the_alias_up(mariadb, make_
     assert harness.value("dbhealth_threads_running", alias="legacy") >= 1
     assert harness.value("dbhealth_deadlocks_total", alias="legacy") >= 0
     assert harness.value("dbhealth_undo_history_length", alias="legacy") >= 0
+
+
+def transaction_counts(harness) -> dict[str, float]:
+    return {
+        outcome: harness.value("dbhealth_transactions_total", alias="legacy", outcome=outcome)
+        for outcome in ("commit", "rollback")
+    }
+
+
+def test_transactions_count_commit_statements_of_the_server_as_the_help_says(
+    make_mariadb, make_harness
+):
+    """Com_commit counts COMMIT statements, not autocommitted ones: the help says so, and says
+    the value is the server's, repeated on every alias of it."""
+    server = make_mariadb(databases=("legacy", "other"))
+    server.sql("CREATE TABLE t (v INT) ENGINE=InnoDB", db="legacy")
+    harness = make_harness(
+        {
+            name: server.django_settings(name, "monitor", server.monitor_password)
+            for name in ("legacy", "other")
+        }
+    )
+    harness.round()
+    before = transaction_counts(harness)
+    for _ in range(3):
+        server.sql("INSERT INTO t VALUES (1)", db="legacy")  # autocommitted
+    harness.round()
+    assert transaction_counts(harness) == before
+    commit_once(server)
+    harness.round()
+    assert transaction_counts(harness) == {**before, "commit": before["commit"] + 1}
+    # Server-wide: the other alias repeats the same value.
+    assert harness.value("dbhealth_transactions_total", alias="other", outcome="commit") == (
+        before["commit"] + 1
+    )
+    help_text = next(
+        line
+        for line in harness.exposition().splitlines()
+        if line.startswith("# HELP dbhealth_transactions_total ")
+    )
+    assert "COMMIT and ROLLBACK statements" in help_text
+    assert "autocommitted statements are not counted" in help_text
+    assert "do not sum over aliases" in help_text

@@ -4,8 +4,8 @@ import secrets
 import time
 
 import pytest
-from dbhealth.probing.vendors.postgresql import PostgreSQLProbe
-from django.db.utils import DataError
+from dbhealth.probing.vendors.postgresql import MARK, PostgreSQLProbe
+from django.db.utils import DataError, InternalError
 
 
 @pytest.fixture
@@ -108,15 +108,26 @@ def test_replica_reports_its_role_and_lag_that_grows_while_replay_is_paused(
     assert harness.value("dbhealth_replication_lag_seconds", alias="replica") == second
 
 
-def test_the_probe_session_is_read_only_and_named(primary):
+def test_a_direct_session_is_read_only_limited_marked_and_named(primary):
     primary.round()
-    harness = primary
-    prober = harness.service._probers["main"]  # the connection the probes keep
-    with prober._wrapper.cursor() as cursor:
-        cursor.execute("SHOW default_transaction_read_only")
-        assert cursor.fetchone()[0] == "on"
-        cursor.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
-        assert cursor.fetchone()[0] == "dbhealth"
+    wrapper = primary.service._probers["main"]._wrapper  # the connection the probes keep
+    # Set once at start-up on the connection's own session (behind PgBouncer, which refuses
+    # that, they go with every statement instead: tests/faults/test_pgbouncer.py).
+    with wrapper.connection.cursor() as raw:
+        raw.execute(
+            "SELECT current_setting('default_transaction_read_only'),"
+            " current_setting('statement_timeout'), current_setting('lock_timeout')"
+        )
+        assert raw.fetchone() == ("on", "5s", "5s")
+    with wrapper.cursor() as cursor:
+        cursor.execute(
+            "SELECT query, application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+        query, application_name = cursor.fetchone()
+        assert query.startswith(MARK)
+        assert application_name == "dbhealth"
+        with pytest.raises(InternalError, match="read-only transaction"):
+            cursor.execute("CREATE TABLE probe_wrote_this (a int)")
 
 
 def test_wrong_password_is_an_auth_failure(postgres, make_harness):
@@ -172,15 +183,15 @@ def test_utility_statement_texts_are_exported_without_their_literals(postgres, m
 def test_a_statements_view_that_fails_fails_the_part_and_the_alias_stays_up(postgres, make_harness):
     database = f"broken_{secrets.token_hex(4)}"
     postgres.create_database(database)
-    # Where the extension is absent, a view of that name is what the query finds; this one fails
-    # when read, as a view whose server-side source breaks would.
+    # Where the extension is absent, a function of that name is what the query finds; this one
+    # fails when read, as one whose server-side source breaks would.
     postgres.sql("DROP EXTENSION pg_stat_statements", dbname=database)
     postgres.sql(
-        "CREATE VIEW pg_stat_statements AS SELECT 1::bigint AS queryid, ''::text AS query,"
-        " (1 / g)::bigint AS calls, 0::float8 AS total_exec_time, 0::bigint AS rows, d.oid AS dbid,"
-        " 0::oid AS userid FROM generate_series(0, 0) AS g, pg_database AS d"
-        " WHERE d.datname = current_database();"
-        " GRANT SELECT ON pg_stat_statements TO PUBLIC",
+        "CREATE FUNCTION pg_stat_statements(showtext boolean) RETURNS TABLE (queryid bigint,"
+        " query text, calls bigint, total_exec_time float8, rows bigint, dbid oid, userid oid)"
+        " LANGUAGE sql AS $$SELECT 1::bigint, ''::text, (1 / g)::bigint, 0::float8, 0::bigint,"
+        " d.oid, 0::oid FROM generate_series(0, 0) AS g, pg_database AS d"
+        " WHERE d.datname = current_database()$$",
         dbname=database,
     )
     settings = postgres.django_settings(database, "monitor", postgres.monitor_password)

@@ -2,6 +2,7 @@
 other sessions, absent rather than 0."""
 
 import secrets
+import threading
 import time
 
 import pytest
@@ -78,7 +79,7 @@ def test_a_quiet_database_reports_every_signal_at_rest(postgres, quiet_database,
     )
 
 
-def test_a_role_without_pg_monitor_gets_no_session_signals_but_the_database_counters(
+def test_a_role_without_pg_monitor_gets_lock_waits_but_no_transaction_ages(
     postgres, quiet_database, make_harness
 ):
     role = f"plain_{secrets.token_hex(4)}"
@@ -87,22 +88,34 @@ def test_a_role_without_pg_monitor_gets_no_session_signals_but_the_database_coun
         (False,)
     ]
     harness = make_harness({"plain": postgres.django_settings(quiet_database, role, password)})
+    postgres.sql("CREATE TABLE contended (id int)", dbname=quiet_database)
+    quiet = harness.round().aliases["plain"]
+    assert (quiet.blocked_sessions, quiet.longest_lock_wait_seconds) == (0, 0)
     # Another role's open transaction: this role would see its row without its xact_start, so a
-    # 0 would be a lie.
-    with postgres.connect(quiet_database) as other:
-        other.execute("SELECT 1")
-        plain = harness.round().aliases["plain"]
-        other.rollback()
+    # 0 would be a lie. A third session waits for its lock: pg_locks shows that to every role.
+    with postgres.connect(quiet_database) as holder, postgres.connect(quiet_database) as waiter:
+        holder.execute("LOCK TABLE contended IN ACCESS EXCLUSIVE MODE")
+        waiting = threading.Thread(
+            target=lambda: waiter.execute("SELECT count(*) FROM contended"), daemon=True
+        )
+        waiting.start()
+        try:
+            assert harness.round_until(
+                lambda: (harness.alias("plain").longest_lock_wait_seconds or 0) > 0
+            )
+        finally:
+            holder.rollback()
+            waiting.join()
+            waiter.rollback()
+    plain = harness.alias("plain")
     assert plain.up, plain.message
     assert "activity" not in plain.failing_parts
-    for attribute in (
-        "oldest_transaction_seconds",
-        "oldest_idle_in_transaction_seconds",
-        "blocked_sessions",
-        "longest_lock_wait_seconds",
-    ):
+    assert plain.blocked_sessions == 1
+    assert harness.value("dbhealth_blocked_sessions", alias="plain") == 1
+    assert harness.value("dbhealth_longest_lock_wait_seconds", alias="plain") > 0
+    for attribute in ("oldest_transaction_seconds", "oldest_idle_in_transaction_seconds"):
         assert getattr(plain, attribute) is None, attribute
-    for name in SESSION_SIGNALS:
+    for name in SESSION_SIGNALS[:2]:
         assert harness.value(name, alias="plain") is None, name
     # pg_stat_database, pg_database, pg_postmaster_start_time() and pg_replication_slots are
     # readable by every role.

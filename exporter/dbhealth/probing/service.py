@@ -270,8 +270,9 @@ class ProbePool:
             self._work.append(work)
             if self._idle:
                 self._condition.notify()
-                return
-            if self._threads >= self.size:
+            # Idle threads take one piece of work each: more work than that needs new threads
+            # (else work queued behind a hung probe while the pool had room).
+            if len(self._work) <= self._idle or self._threads >= self.size:
                 return
             self._threads += 1
         threading.Thread(target=self._loop, name=IDLE_THREAD_NAME, daemon=True).start()

@@ -360,3 +360,27 @@ def test_a_connect_that_timed_out_leaves_no_socket_open(make_harness):
     finally:
         gc.enable()
         listener.close()
+
+
+def test_the_pool_starts_threads_for_work_beyond_its_idle_ones():
+    pool = service_module.ProbePool(4)
+    done = threading.Event()
+    for _ in range(2):
+        pool.submit(done.wait)
+    done.set()
+    # Two threads, idle now (they linger a second for more work).
+    assert wait_until(lambda: pool._idle == 2, timeout=10)
+    release = threading.Event()
+    started = []
+
+    def blocking() -> None:
+        started.append(1)
+        release.wait(30)
+
+    try:
+        for _ in range(4):
+            pool.submit(blocking)
+        # Four at once: the two idle threads and two new ones; none waits behind a blocked one.
+        assert wait_until(lambda: len(started) == 4, timeout=10), len(started)
+    finally:
+        release.set()

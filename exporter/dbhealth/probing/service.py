@@ -82,7 +82,7 @@ POOL_LINGER = 1.0
 IDLE_THREAD_NAME = "dbhealth-probe-idle"
 # Rotating aliases are queued this many times the expected queue drain ahead of their
 # rotation_interval, so that a burst of them still comes round in time.
-LEAD_SAFETY = 1.5
+LEAD_SAFETY = 2.0
 
 # An alias's state before and after a recording, logged once the service's lock is released.
 Change = tuple[Target, AliasState | None, AliasState]

@@ -1,6 +1,7 @@
 """The service as users run it: `manage.py serve`, one process, and a TOML config."""
 
 import concurrent.futures
+import json
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ from tests.dbhealth_fixtures import promtool_check_metrics
 from tests.security.http_client import request
 from tests.serving import Served, manage, serve, served_process, write_reference_config
 from tests.support.ports import free_port
+from tests.support.process import wait_until
 
 
 def sample(text: str, name: str, labels: str = "") -> float | None:
@@ -129,3 +131,39 @@ def test_a_bad_bind_address_is_one_line(tmp_path, bind, reason):
     assert result.returncode == 1
     assert result.stderr.startswith(f"CommandError: bind address {bind!r}: {reason}")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_databases_discovered_from_the_toml_file_come_and_go(service, make_postgres, tmp_path):
+    server = make_postgres(databases=("tenant_a",))
+    (tmp_path / "tenants-password").write_text(server.monitor_password)
+    config = tmp_path / "discover.toml"
+    config.write_text(
+        f"""
+[dbhealth]
+min_interval = 0
+
+[discover.tenants]
+ENGINE = "django.db.backends.postgresql"
+HOST = "127.0.0.1"
+PORT = {server.port}
+USER = "monitor"
+PASSWORD_FILE = "tenants-password"
+databases = "tenant_*"
+refresh_interval = 0.2
+"""
+    )
+    running = service({"DBHEALTH_CONFIG": str(config)})
+
+    def discovered() -> set[str]:
+        status, body = running.get("/sd")
+        assert status == 200, body
+        return {group["labels"]["alias"] for group in json.loads(body)}
+
+    assert discovered() == {"tenant_a"}
+    assert sample(metrics(running), "dbhealth_up", '{alias="tenant_a",vendor="postgresql"}') == 1
+    server.create_database("tenant_b")
+    assert wait_until(lambda: discovered() == {"tenant_a", "tenant_b"}, timeout=30)
+    assert sample(metrics(running), "dbhealth_up", '{alias="tenant_b",vendor="postgresql"}') == 1
+    server.sql("DROP DATABASE tenant_a WITH (FORCE)")
+    assert wait_until(lambda: discovered() == {"tenant_b"}, timeout=30)
+    assert 'alias="tenant_a"' not in metrics(running)

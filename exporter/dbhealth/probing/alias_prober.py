@@ -14,6 +14,7 @@ reaches the next run's socket and a connection in use is never closed under its 
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,7 @@ class AliasProber:
             progress.error_reason = classify(exc, self.vendor_probe)
             progress.error_message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             self._discard_connection()
+            release_frames(exc)
         finally:
             progress.finished_after = time.monotonic() - progress.started
             with self._connection_lock:
@@ -283,6 +285,18 @@ class AliasProber:
                 wrapper.close()
             except Exception:
                 logger.debug("closing %s failed", self.target.alias, exc_info=True)
+
+
+def release_frames(error: BaseException) -> None:
+    """Free what the frames of a failed probe still hold. A connect that timed out leaves
+    psycopg's half-open connection in a reference cycle with its traceback: its socket stayed
+    open until the garbage collector ran, so a hung server collected one per probe (and, once
+    resumed, could not shut down: each held a backend waiting for its startup packet)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def name_models(found: list[IdHeadroom] | None) -> list[IdHeadroom] | None:

@@ -144,7 +144,9 @@ class DiscoveryRunner:
         return self._specs
 
     def stop(self) -> None:
-        self._stopped.set()
+        """No listing publishes after this returns (one in progress is dropped)."""
+        with self._lock:
+            self._stopped.set()
         self._wake.set()
 
     def respecify(self, specs: tuple[DiscoverySpec, ...]) -> None:
@@ -249,12 +251,18 @@ class DiscoveryRunner:
                 room -= len(targets)
                 listing.targets = tuple(targets)
                 everything += targets
-        published = tuple(everything)
-        before = {target.alias for target in discovered_targets()}
-        if [t.alias for t in published] != [t.alias for t in discovered_targets()]:
+            published = tuple(everything)
+            before = {target.alias for target in discovered_targets()}
+            changed = [t.alias for t in published] != [t.alias for t in discovered_targets()]
+            # A stopped runner (settings changed, service closed) must not publish over the
+            # next one's aliases: checked under the lock stop() takes.
+            if changed and not self._stopped.is_set():
+                publish_discovered(published)
+            else:
+                changed = False
+        if changed:
             added = {t.alias for t in published} - before
             removed = before - {t.alias for t in published}
-            publish_discovered(published)
             if added or removed:
                 logger.info(
                     "discovery: %d aliases (%d new, %d gone)",

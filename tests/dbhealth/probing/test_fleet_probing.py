@@ -5,7 +5,9 @@ Probes are held where a test needs a race to happen in one order: a probe blocks
 test sets, never on a sleep.
 """
 
+import gc
 import logging
+import socket
 import sqlite3
 import threading
 
@@ -329,3 +331,32 @@ def test_a_scrape_keeps_time_for_rendering(monkeypatch, tmp_path):
         service_module.current_state(budget=9.5)
     assert budgets == [pytest.approx(9.5 - cost.reserve(1, 9.5))]
     assert budgets[0] < 9.5
+
+
+def test_a_connect_that_timed_out_leaves_no_socket_open(make_harness):
+    # A server that accepts TCP and never answers, as a SIGSTOPped one does.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    port = listener.getsockname()[1]
+    entry = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "app",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "USER": "monitor",
+        "PASSWORD": "x",
+    }
+    harness = make_harness({"silent": entry}, deadline=0.5)
+    # Only the garbage collector would have closed it: keep it from running meanwhile.
+    gc.disable()
+    try:
+        alias = harness.round().aliases["silent"]
+        assert (alias.up, alias.reason) == (False, "timeout")
+        # The probe thread lives on until the driver's connect timeout, then fails and ends.
+        assert wait_until(
+            lambda: not [t for t in threading.enumerate() if t.name == "dbhealth-probe-silent"],
+            timeout=30,
+        )
+        assert open_connections_to(port) == 0
+    finally:
+        gc.enable()
+        listener.close()

@@ -1,8 +1,10 @@
-"""A PostgreSQL role without pg_monitor: every value it reports is right or absent."""
+"""A PostgreSQL role without pg_monitor: every value it reports is right or absent, and the probe
+names what the role may not read."""
 
 import secrets
 
 import pytest
+from dbhealth.probing.vendors.postgresql import STATS_SIGNALS, PostgreSQLProbe
 
 
 @pytest.fixture
@@ -61,3 +63,39 @@ def test_statements_are_unavailable_to_a_role_that_cannot_see_other_roles(
     assert "pg_read_all_stats" in plain.statements_problem
     assert harness.value("dbhealth_statements_available", alias="plain") == 0
     assert not [key for key in harness.samples() if key[0].startswith("dbhealth_statement_")]
+
+
+def test_the_probe_names_the_grants_a_role_lacks(postgres, database, plain_role, make_harness):
+    postgres.sql(
+        "CREATE TABLE django_migrations (id serial PRIMARY KEY, app text, name text,"
+        " applied timestamptz); CREATE TABLE orders (id bigserial PRIMARY KEY)",
+        dbname=database,
+    )
+    harness = make_harness(
+        {
+            "plain": postgres.django_settings(database, plain_role, postgres.passwords[plain_role]),
+            "monitored": postgres.django_settings(database, "monitor", postgres.monitor_password),
+        }
+    )
+    harness.round()
+
+    def missing(alias: str) -> dict[str, str]:
+        wrapper = harness.service._probers[alias]._wrapper
+        with wrapper.cursor() as cursor:
+            return PostgreSQLProbe().missing_grants(wrapper, cursor)
+
+    plain = missing("plain")
+    assert {signal for signal in plain if "pg_read_all_stats" in plain[signal]} == set(
+        STATS_SIGNALS
+    )
+    assert "2 sequence" in plain["id headroom"]
+    assert plain["pending migrations"] == "SELECT on django_migrations"
+
+    monitored = missing("monitored")
+    assert set(monitored) == {"id headroom", "pending migrations"}
+    postgres.sql(
+        "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO monitor;"
+        " GRANT SELECT ON django_migrations TO monitor",
+        dbname=database,
+    )
+    assert missing("monitored") == {}

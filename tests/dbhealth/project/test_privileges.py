@@ -52,12 +52,12 @@ def test_postgresql_a_bare_role_is_told_every_grant(
     hints = [hint for _, hint in found]
     assert hints == [
         'GRANT pg_monitor TO "grants_bare";',
-        None,  # the sequences: the message names the grant
+        'GRANT SELECT ON ALL SEQUENCES IN SCHEMA "public" TO "grants_bare";',
         'GRANT SELECT ON django_migrations TO "grants_bare";',
     ]
-    assert "lacks SELECT on 1 sequence(s)" in found[1][0] and "id headroom" in found[1][0]
+    assert "absent: id headroom (public)" in found[1][0]
     message = found[-1][0]
-    assert message.startswith("database alias 'app': role grants_bare lacks SELECT on")
+    assert message.startswith("database alias 'app': role grants_bare lacks SELECT ON")
     assert "pending migrations" in message
 
 
@@ -108,7 +108,7 @@ def test_mariadb_a_role_that_can_only_connect_is_told_every_grant(
         "GRANT REPLICA MONITOR ON *.* TO 'grants_bare'@'%';",
         "GRANT SELECT ON performance_schema.* TO 'grants_bare'@'%';",
         "GRANT REFERENCES ON `grants_legacy`.* TO 'grants_bare'@'%';",
-        "GRANT SELECT ON `grants_legacy`.django_migrations TO 'grants_bare'@'%';",
+        "GRANT SELECT ON `grants_legacy`.`django_migrations` TO 'grants_bare'@'%';",
     ]
 
 

@@ -11,6 +11,8 @@ import secrets
 import time
 from typing import Any, ClassVar
 
+from django.db.migrations.recorder import MigrationRecorder
+
 from dbhealth.probing.state import (
     SERVER_FACTS,
     SESSION_FIELDS,
@@ -284,10 +286,6 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND queryid = ANY(%s::bigint[])
 GROUP BY queryid
 """
-# Other roles' statements (queryids and texts) are shown to pg_read_all_stats only: without it
-# the top statements would be the role's own, which is not what dbhealth_statements_available
-# promises.
-SEES_ALL_QUERY = "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')"
 # More than the distinct statements dbhealth sends to one database.
 OWN_STATEMENTS_MARGIN = 32
 # pg_stat_statements normalizes the constants of these statements only; the queryid of any other
@@ -389,6 +387,26 @@ class PostgreSQLProbe(VendorProbe):
     def ping(self, cursor: Any) -> None:
         cursor.execute(PING)
         cursor.fetchone()
+
+    def missing_grants(self, wrapper: Any, cursor: Any) -> dict[str, str]:
+        """What the connected role may not read, as signal -> the grant that would show it;
+        empty when it sees everything dbhealth reads. Without a grant those signals are absent
+        (never 0): this names them, for `dbhealth check`."""
+        cursor.execute(GRANTS_QUERY, {"table": MigrationRecorder.Migration._meta.db_table})
+        sees_all, hidden_sequences, migrations_table, reads_migrations = cursor.fetchone()
+        missing = {}
+        if not sees_all:
+            recent = wrapper.connection.info.server_version >= 140000
+            for signal in (*STATS_SIGNALS, *(() if recent else ("longest lock wait",))):
+                missing[signal] = "pg_read_all_stats (or pg_monitor)"
+        if hidden_sequences:
+            missing["id headroom"] = (
+                f"SELECT on {hidden_sequences} sequence(s) (GRANT SELECT ON ALL SEQUENCES IN"
+                " SCHEMA ...)"
+            )
+        if migrations_table is not None and not reads_migrations:
+            missing["pending migrations"] = f"SELECT on {migrations_table}"
+        return missing
 
     def read_server(self, wrapper: Any, cursor: Any, observations: Observations) -> None:
         recent = wrapper.connection.info.server_version >= 140000
@@ -562,6 +580,30 @@ class PostgreSQLProbe(VendorProbe):
         if isinstance(cause, psycopg.ProgrammingError) or "invalid dsn" in text:
             return "config"
         return None
+
+
+# Signals that need pg_read_all_stats: other sessions' state and transactions, the WAL
+# receiver's status, other roles' statements (lock waits come from pg_locks, which every role
+# reads; before PostgreSQL 14, since when a session waits needs it too).
+STATS_SIGNALS = (
+    "connections by state",
+    "oldest transaction",
+    "oldest idle in transaction",
+    "replica connected",
+    "statements",
+)
+SEES_ALL_QUERY = "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')"
+# Whether the role sees other sessions, how many owned sequences it may not read (id headroom),
+# and whether it may read django_migrations where that table exists in its search path.
+GRANTS_QUERY = """
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+       (SELECT count(*) FROM pg_depend AS dep JOIN pg_sequence AS seq ON seq.seqrelid = dep.objid
+        WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+          AND dep.deptype IN ('a', 'i')
+          AND NOT has_sequence_privilege(seq.seqrelid, 'SELECT,USAGE')),
+       to_regclass(quote_ident(%(table)s))::text,
+       has_table_privilege(to_regclass(quote_ident(%(table)s)), 'SELECT')
+"""
 
 
 def has_session_limits(options: str) -> bool:

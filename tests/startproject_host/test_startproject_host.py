@@ -115,7 +115,7 @@ def test_check_deploy_database_names_the_grant_the_monitoring_role_lacks(monitor
     lines = [line for line in result.stderr.splitlines() if "dbhealth.W110" in line]
     assert len(lines) == 1, result.stderr
     assert (
-        "database alias 'default': role shop_monitor lacks SELECT ON django_migrations" in lines[0]
+        "database alias 'default': role shop_monitor lacks SELECT on django_migrations" in lines[0]
     )
     assert 'HINT: GRANT SELECT ON django_migrations TO "shop_monitor";' in result.stderr
     # With the grant back, nothing is missing.

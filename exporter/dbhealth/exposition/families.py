@@ -208,7 +208,8 @@ class Families:
         )
         self.part_failures = counter(
             "dbhealth_part_failures",
-            "Optional parts (size, statements, project) that could not be read, by reason.",
+            "Optional parts (server facts, activity, size, statements, project, ids, integrity, "
+            "maintenance, query:<name>) that could not be read, by reason; the alias stays up.",
             labels=["alias", "part", "reason"],
         )
         self.part_age = gauge(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from dbhealth.project.insight import NOT_ROUTED
+
 Json = dict[str, Any]
 
 SCHEMA_VERSION = 39
@@ -1213,14 +1215,25 @@ def _down_alias_impact_table(flt: _Filter) -> Json:
         "max by (job, instance, app_label, model, read_alias, write_alias) (dbhealth_route_info)"
     )
     down = f"(max by ({EXPORTER_ALIAS}) (dbhealth_up{{{flt.up}}}) == 0)"
-    expr = " or ".join(
+    routed = [
         f'{routes} and on (job, instance, {side}) label_join({down}, "{side}", "", "alias")'
         for side in ("read_alias", "write_alias")
+    ]
+    # A model no router routes reads or writes wherever its code says (`.using()`): while any
+    # alias of its exporter is down, it may be broken too, and it says so instead of hiding.
+    unrouted = (
+        f"max by (job, instance, app_label, model, read_alias, write_alias)"
+        f' (dbhealth_route_info{{read_alias="{NOT_ROUTED}"}}'
+        f' or dbhealth_route_info{{write_alias="{NOT_ROUTED}"}})'
+        f" and on (job, instance) max by (job, instance) ({down})"
     )
+    expr = " or ".join([*routed, unrouted])
     return _table(
         "Impact of down aliases",
         "Models the Django routers send to a down alias, for reads or writes: what is broken"
-        " for users. Empty while every alias is up, and in standalone mode (no models).",
+        f" for users. Models no router routes ('{NOT_ROUTED}': the code picks the alias, as"
+        " with .using()) are listed while any alias is down, since they may use it. Empty"
+        " while every alias is up, and in standalone mode (no models).",
         expr,
         unit="short",
         columns={

@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -484,3 +486,73 @@ def test_command_writes_a_file_per_dashboard(tmp_path: Path, monkeypatch) -> Non
     dashboards_command.Command().handle(out=tmp_path / "out")
     written = {path.name: json.loads(path.read_text()) for path in (tmp_path / "out").iterdir()}
     assert written == build_dashboards(REFERENCE)
+
+
+def test_the_impact_of_down_aliases_names_routed_and_unrouted_models(
+    files: dict[str, dict], tmp_path: Path
+) -> None:
+    """Evaluated by promtool on series shaped as dbhealth exports them: with `default` down,
+    the table lists the model written there and the model no router routes (its code picks the
+    alias, as with .using()), not the one kept wholly on the healthy replica; another exporter's
+    healthy `default` changes nothing; with every alias up it is empty."""
+    [expr] = [
+        expr
+        for panel in panels(files["overview.json"])
+        if panel["title"] == "Impact of down aliases"
+        for expr in exprs(panel)
+    ]
+    expr = re.sub(r"\$\w+", ".*", expr)
+    prod = 'job="dbhealth", instance="prod:10433"'
+    staging = 'job="dbhealth", instance="staging:10433"'
+
+    def route(exporter: str, model: str, read: str, write: str) -> dict:
+        return {
+            "series": f'dbhealth_route_info{{{exporter}, app_label="shop", model="{model}",'
+            f' read_alias="{read}", write_alias="{write}"}}',
+            "values": "1 1",
+        }
+
+    def up(exporter: str, alias: str, values: str) -> dict:
+        return {
+            "series": f'dbhealth_up{{{exporter}, alias="{alias}", vendor="postgresql"}}',
+            "values": values,
+        }
+
+    case = {
+        "interval": "1m",
+        "input_series": [
+            up(prod, "default", "0 1"),
+            up(prod, "replica", "1 1"),
+            up(staging, "default", "1 1"),
+            route(prod, "Order", "replica", "default"),
+            route(prod, "Item", "not routed", "not routed"),
+            route(prod, "Note", "replica", "replica"),
+            route(staging, "Order", "replica", "default"),
+        ],
+        "promql_expr_test": [
+            {
+                "expr": expr,
+                "eval_time": "0m",
+                "exp_samples": [
+                    {
+                        "labels": f'{{{prod}, app_label="shop", model="{model}",'
+                        f' read_alias="{read}", write_alias="{write}"}}',
+                        "value": 1,
+                    }
+                    for model, read, write in (
+                        ("Order", "replica", "default"),
+                        ("Item", "not routed", "not routed"),
+                    )
+                ],
+            },
+            {"expr": expr, "eval_time": "1m", "exp_samples": []},
+        ],
+    }
+    test_file = tmp_path / "impact_test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [], "tests": [case]}))
+    binary = shutil.which("promtool")
+    assert binary, "promtool not found: install Debian's 'prometheus' package"
+    result = subprocess.run(
+        [binary, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

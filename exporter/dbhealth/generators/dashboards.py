@@ -718,8 +718,9 @@ def _transaction_panels(flt: _Filter) -> list[Json]:
         ),
         _timeseries(
             "Transactions per second",
-            "Transactions ended, by outcome (PostgreSQL: this database; MySQL/MariaDB: the"
-            " whole server).",
+            "Transactions ended, by outcome. PostgreSQL: this database's commits and rollbacks;"
+            " MySQL/MariaDB: explicit COMMIT and ROLLBACK statements of the whole server"
+            " (autocommitted statements are not counted).",
             (
                 "max by (outcome) (rate(dbhealth_transactions_total"
                 f"{{{flt.alias}}}[$__rate_interval]))",

@@ -3,7 +3,6 @@ without a reload; a dropped one leaves; the listing stays within the server's co
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ from dbhealth.probing.service import current_state
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
-from tests.dbhealth.probing.test_probe_service import open_connections_to
+from tests.support.peak import Peak, open_connections_to
 from tests.support.process import wait_until
 
 # Listed again this often here; the default is a minute.
@@ -180,27 +179,14 @@ def test_max_aliases_caps_discovery_and_says_so(make_postgres, discover):
 def test_listing_and_probing_stay_within_the_connection_cap(make_postgres, discover):
     names = tuple(f"tenant_{index}" for index in range(5))
     server = make_postgres(databases=names)
-    most = 0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal most
-        while not stop.is_set():
-            most = max(most, open_connections_to(server.port))
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with Peak(lambda: open_connections_to(server.port)) as peak:
         discover({"tenants": postgres_table(server)}, max_connections_per_server=2)
         assert aliases() == set(names)
         for _ in range(10):
             _, state = current_state()
             assert all(state.aliases[name].up for name in names if name in state.aliases)
         assert wait_until(lambda: len(current_state()[1].aliases) == 5, timeout=30)
-    finally:
-        stop.set()
-        watcher.join()
-    assert 1 <= most <= 2
+    assert 1 <= peak.most <= 2
 
 
 def test_a_listing_that_fails_keeps_the_aliases_and_says_so(make_postgres, discover):

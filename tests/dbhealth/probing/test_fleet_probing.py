@@ -21,7 +21,7 @@ from dbhealth.probing.vendors.postgresql import PostgreSQLProbe
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from tests.dbhealth.probing.test_probe_service import open_connections_to
+from tests.support.peak import Peak, open_connections_to
 from tests.support.process import wait_until
 
 
@@ -113,25 +113,12 @@ def test_many_databases_on_one_server_stay_within_the_cap_and_are_all_probed(
         max_connections_per_server=4,
         refresh_interval=0.0,
     )
-    most = 0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal most
-        while not stop.is_set():
-            most = max(most, open_connections_to(server.port))
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with Peak(lambda: open_connections_to(server.port)) as peak:
         for _ in range(5):
             state = harness.round()
             assert all(state.aliases[name].up for name in names), state.aliases
             assert all(alias.failures == {} for alias in state.aliases.values())
-    finally:
-        stop.set()
-        watcher.join()
-    assert 1 <= most <= 4
+    assert 1 <= peak.most <= 4
     # The server's facts were read by one alias and given to all of them.
     for name in names:
         assert harness.value("dbhealth_connections_max", alias=name) == 50
@@ -151,28 +138,12 @@ def test_the_probe_threads_are_a_bounded_pool(tmp_path, make_harness, monkeypatc
 
     # Idle threads of earlier tests' services end within a second.
     assert wait_until(lambda: not probe_threads(), timeout=10)
-    most = 0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal most
-        while not stop.is_set():
-            probe_threads = [
-                t for t in threading.enumerate() if t.name.startswith("dbhealth-probe")
-            ]
-            most = max(most, len(probe_threads))
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with Peak(lambda: len(probe_threads())) as peak:
         for _ in range(3):
             state = harness.round()
             assert all(alias.up for alias in state.aliases.values())
             assert len(state.aliases) == 30
-    finally:
-        stop.set()
-        watcher.join()
-    assert 1 <= most <= 3
+    assert 1 <= peak.most <= 3
 
 
 def test_a_reload_racing_a_scrape_settles_the_scrape(postgres, make_harness, monkeypatch, tmp_path):

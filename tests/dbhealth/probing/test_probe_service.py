@@ -5,8 +5,6 @@ Time bounds below are derived from the deadline with generous slack (a busy 2-co
 not make them flake); waits are for events, not for wall-clock thresholds.
 """
 
-import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -15,6 +13,7 @@ import pytest
 from dbhealth.probing import service as probe_service_module
 
 from tests.support.latency_proxy import LatencyProxy
+from tests.support.peak import Peak, open_connections_to
 from tests.support.process import wait_until
 
 # Slack for thread scheduling on a loaded machine: bounds are "deadline + SLACK", never tighter.
@@ -24,26 +23,6 @@ SLACK = 1.5
 def pg_connections_from_exporter(server) -> int:
     rows = server.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbhealth'")
     return rows[0][0]
-
-
-def open_connections_to(port: int) -> int:
-    """Established TCP connections from this process to `port`, seen from the client side
-    (the server still lists a closed connection's backend for a moment while it exits)."""
-    ours = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith("socket:["):
-                ours.add(target[8:-1])
-    count = 0
-    with open("/proc/self/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port == port and fields[3] == "01" and fields[9] in ours:
-                count += 1
-    return count
 
 
 def probe_threads(alias: str) -> list[threading.Thread]:
@@ -254,24 +233,11 @@ def test_the_connection_cap_per_server_holds_and_the_aliases_beyond_it_stay_up(
         max_connections_per_server=2,
         refresh_interval=0.0,
     )
-    most = 0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal most
-        while not stop.is_set():
-            most = max(most, open_connections_to(server.port))
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with Peak(lambda: open_connections_to(server.port)) as peak:
         for _ in range(10):
             state = harness.round()
             assert all(state.aliases[name].up for name in names), state.aliases
-    finally:
-        stop.set()
-        watcher.join()
-    assert 1 <= most <= 2
+    assert 1 <= peak.most <= 2
     # One alias keeps its connection; the others connected for their probe and closed again.
     assert open_connections_to(server.port) == 1
     assert wait_until(lambda: pg_connections_from_exporter(server) == 1, timeout=5)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.http_client import one_response
 from tests.serving import Served, serve, waiting
 
 LIMIT = 60
@@ -48,24 +49,6 @@ def target(served: Served) -> tuple[str, int]:
 
 def connect(served: Served, source: str = "127.0.0.1") -> socket.socket:
     return socket.create_connection(target(served), timeout=SLACK, source_address=(source, 0))
-
-
-def one_response(sock: socket.socket) -> bytes:
-    """One small response's head (its body, Content-Length bytes, is read and dropped)."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before answering: {received!r}"
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
 
 
 def closed_by_server(sock: socket.socket) -> bool:

@@ -15,6 +15,7 @@ import h11
 import pytest
 from dbhealth.serving.http_protocol import ConnectionLimits, ConnectionTable, announces_body
 
+from tests.security.http_client import one_response
 from tests.serving import manage, serve
 
 HEAD_TIMEOUT = 1.5
@@ -45,24 +46,6 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         received += chunk
     return received
-
-
-def one_response(sock: socket.socket) -> bytes:
-    """Read one small response (headers and a body of Content-Length bytes)."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before answering: {received!r}"
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
 
 
 def test_a_connection_that_sends_nothing_is_closed(service):

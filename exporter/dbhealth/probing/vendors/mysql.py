@@ -465,14 +465,10 @@ class MySQLProbe(VendorProbe):
         if self.read_ids(wrapper, cursor, 1) is None:
             missing["id headroom"] = f"REFERENCES ON `{schema}`.*"
         table = MigrationRecorder.Migration._meta.db_table.replace("`", "``")
-        try:
-            cursor.execute(MIGRATIONS_READABLE_QUERY.format(table=table))
-            cursor.fetchall()
-        except Exception as exc:
-            if error_number(exc) == ER_TABLEACCESS_DENIED:
-                missing["pending migrations"] = f"SELECT ON `{schema}`.`{table}`"
-            elif error_number(exc) != ER_NO_SUCH_TABLE:  # not a migrated schema: nothing read
-                raise
+        # A schema without the table is not migrated: nothing is read there, nothing missing.
+        query = MIGRATIONS_READABLE_QUERY.format(table=table)
+        if refused(cursor, query, ER_TABLEACCESS_DENIED, absent=ER_NO_SUCH_TABLE):
+            missing["pending migrations"] = f"SELECT ON `{schema}`.`{table}`"
         return missing
 
     def _read_innodb_metrics(self, wrapper: Any, cursor: Any) -> dict[str, int]:
@@ -610,28 +606,31 @@ def error_number(error: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def holds_process(cursor: Any) -> bool:
-    """Whether the user holds PROCESS (directly or through its role)."""
+def refused(cursor: Any, query: str, refusal: int, absent: int | None = None) -> bool:
+    """Whether the server refuses `query` to this user with error `refusal`. The queries read
+    no data (a count, LIMIT 0): the privilege is checked when the table is opened. Any other
+    error is raised, except `absent` (the table does not exist), which is no refusal."""
     try:
-        cursor.execute(PROCESS_QUERY)
+        cursor.execute(query)
         cursor.fetchall()
     except Exception as exc:
-        if error_number(exc) == ER_SPECIFIC_ACCESS_DENIED:
+        code = error_number(exc)
+        if code == refusal:
+            return True
+        if absent is not None and code == absent:
             return False
         raise
-    return True
+    return False
+
+
+def holds_process(cursor: Any) -> bool:
+    """Whether the user holds PROCESS (directly or through its role)."""
+    return not refused(cursor, PROCESS_QUERY, ER_SPECIFIC_ACCESS_DENIED)
 
 
 def performance_schema_readable(cursor: Any) -> bool:
     """Whether the user may read performance_schema's tables."""
-    try:
-        cursor.execute(PERFORMANCE_SCHEMA_READABLE_QUERY)
-        cursor.fetchall()
-    except Exception as exc:
-        if error_number(exc) == ER_TABLEACCESS_DENIED:
-            return False
-        raise
-    return True
+    return not refused(cursor, PERFORMANCE_SCHEMA_READABLE_QUERY, ER_TABLEACCESS_DENIED)
 
 
 def replica_status_statement(is_mariadb: bool, version: tuple[int, ...]) -> str:
